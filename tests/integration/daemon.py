@@ -1,0 +1,80 @@
+"""Run the real `vxlan-evt serve` inside a test network namespace and talk to it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class DaemonProcess:
+    """One daemon process in `netns`, with its socket and state under `workdir`."""
+
+    def __init__(self, netns: str, workdir: Path, *extra_args: str) -> None:
+        self.netns = netns
+        self.socket = workdir / "plugins" / "vxlan.sock"
+        self.state_dir = workdir / "state"
+        self.log_path = workdir / "daemon.log"
+        self.extra_args = extra_args
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> DaemonProcess:
+        argv = [
+            "ip", "netns", "exec", self.netns,
+            sys.executable, "-m", "vxlan_evt", "serve", "-d",
+            "--plugin-socket", str(self.socket),
+            "--state-dir", str(self.state_dir),
+            *self.extra_args,
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daemon exited early:\n{self.log()}")
+            if self._accepting() and self.call("Plugin.Activate")[0] == 200:
+                return self
+            time.sleep(0.05)
+        raise TimeoutError(f"daemon not ready after {timeout}s:\n{self.log()}")
+
+    def _accepting(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def call(self, method: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        transport = httpx.HTTPTransport(uds=str(self.socket))
+        with httpx.Client(transport=transport, timeout=30.0) as client:
+            response = client.post(
+                f"http://plugin/{method}", content=json.dumps(body or {}).encode()
+            )
+        return response.status_code, response.json()
+
+    def ok(self, method: str, body: dict[str, Any] | None = None) -> Any:
+        status, document = self.call(method, body)
+        assert status == 200, f"{method} -> {status} {document}\n{self.log()}"
+        return document
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise

@@ -1,0 +1,94 @@
+"""An in-memory stand-in for the kernel, for unit tests of the driver's logic only.
+
+Real links are tested in tests/integration (netns) and tests/e2e (dockerd).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from vxlan_evt.driver import (
+    Action,
+    AddAddress,
+    CreateBridge,
+    CreateVeth,
+    CreateVxlan,
+    DeleteLink,
+    HostFacts,
+    LinkFact,
+    SetUp,
+)
+from vxlan_evt.errors import SystemFailure
+
+
+@dataclass
+class FakeKernel:
+    links: dict[str, LinkFact] = field(default_factory=dict)
+    addresses: dict[str, set[str]] = field(default_factory=dict)
+    peers: dict[str, str] = field(default_factory=dict)
+    applied: list[Action] = field(default_factory=list)
+    fail_on: type | None = None
+    default_route_dev: str | None = None
+
+    def add_link(self, name: str, **kwargs: object) -> LinkFact:
+        link = LinkFact(name=name, index=len(self.links) + 100, **kwargs)  # type: ignore[arg-type]
+        self.links[name] = link
+        return link
+
+    async def read_facts(self) -> HostFacts:
+        return HostFacts(links=dict(self.links), default_route_dev=self.default_route_dev)
+
+    async def apply(self, actions: Sequence[Action]) -> None:
+        created: list[str] = []
+        for action in actions:
+            if self.fail_on is not None and isinstance(action, self.fail_on):
+                for name in created:
+                    self._delete(name)
+                raise SystemFailure(f"kernel refused {type(action).__name__}")
+            self.applied.append(action)
+            match action:
+                case CreateBridge():
+                    self.add_link(action.name, kind="bridge", alias=action.alias, mtu=action.mtu)
+                    created.append(action.name)
+                case CreateVxlan():
+                    master = self.links[action.master].index
+                    self.add_link(
+                        action.name,
+                        kind="vxlan",
+                        alias=action.alias,
+                        mtu=action.mtu,
+                        vni=action.spec.vni,
+                        master=master,
+                    )
+                    created.append(action.name)
+                case CreateVeth():
+                    master = self.links[action.master].index
+                    self.add_link(
+                        action.host_ifname,
+                        kind="veth",
+                        alias=action.alias,
+                        mtu=action.mtu,
+                        master=master,
+                    )
+                    self.add_link(action.container_ifname, kind="veth", mtu=action.mtu)
+                    self.peers[action.host_ifname] = action.container_ifname
+                    created.append(action.host_ifname)
+                case AddAddress():
+                    self.addresses.setdefault(action.ifname, set()).add(action.cidr)
+                case SetUp():
+                    self.links[action.ifname] = replace(self.links[action.ifname], up=True)
+                case DeleteLink():
+                    link = self.links.get(action.ifname)
+                    if link is not None and link.alias == action.alias:
+                        self._delete(action.ifname)
+
+    def _delete(self, name: str) -> None:
+        self.links.pop(name, None)
+        self.addresses.pop(name, None)
+        peer = self.peers.pop(name, None)
+        if peer is not None:
+            self.links.pop(peer, None)
+
+    def owned(self) -> set[str]:
+        return {name for name, link in self.links.items() if link.alias}

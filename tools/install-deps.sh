@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install everything vxlan-evt and its test suite need on a fresh Debian machine (as root):
+# apt packages for the kernel tools, a real dockerd and an offline busybox image, and a
+# virtualenv at .venv with the package and its test extra. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=(iproute2 iputils-ping docker.io busybox-static etcd-server etcd-client util-linux tar)
+missing=()
+for pkg in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing apt packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import vxlan_evt, pyroute2, trio, quart_trio, hypercorn" >/dev/null

@@ -1,0 +1,5 @@
+import sys
+
+from vxlan_evt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""Docker's plugin protocol over HTTP: decode, call the service, encode. No logic here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from vxlan_evt.errors import UserError
+from vxlan_evt.protocol import PLUGIN_CONTENT_TYPE, parse_body
+from vxlan_evt.service import DriverService
+
+log = logging.getLogger(__name__)
+
+
+def _reply(document: dict[str, Any], status: int = 200) -> Response:
+    return Response(json.dumps(document), status=status, content_type=PLUGIN_CONTENT_TYPE)
+
+
+def create_plugin_app(service: DriverService) -> QuartTrio:
+    """The legacy plugin API: every call is `POST /<Method>` with a JSON body."""
+    app = QuartTrio("vxlan_evt.plugin")
+
+    @app.post("/<path:method>")
+    async def call(method: str) -> Response:
+        handler = service.handlers.get(method)
+        if handler is None:
+            return _reply({"Err": f"vxlan-evt does not implement {method}"}, 404)
+        started = time.monotonic()
+        try:
+            result = await handler(parse_body(await request.get_data()))
+        except UserError as exc:
+            log.warning("refused %s: %s", method, exc)
+            return _reply({"Err": str(exc)}, 400)
+        except Exception as exc:
+            log.exception("failed %s", method)
+            return _reply({"Err": f"vxlan-evt failed in {method}: {exc}"}, 500)
+        log.debug("call %s took %.1f ms", method, (time.monotonic() - started) * 1000)
+        return _reply(result)
+
+    return app

@@ -1,0 +1,41 @@
+"""Daemon settings: the seed's flags plus ours, as one frozen value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from vxlan_evt.driver import Scope
+
+DEFAULT_PLUGIN_SOCKET = Path("/run/docker/plugins/vxlan.sock")
+DEFAULT_STATE_DIR = Path("/var/lib/vxlan-evt")
+
+# The seed took Go-style single-dash long flags; old command lines keep working.
+LEGACY_FLAGS = {"-scope": "--scope", "-vtepdev": "--vtepdev", "-debug": "--debug"}
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    scope: Scope = "local"
+    vtepdev: str | None = None
+    debug: bool = False
+    log_format: str = "text"
+    plugin_socket: Path = DEFAULT_PLUGIN_SOCKET
+    state_dir: Path = DEFAULT_STATE_DIR
+    shutdown_grace: float = 10.0
+
+    @property
+    def driver_name(self) -> str:
+        """Docker names a legacy plugin after its socket file's stem."""
+        return self.plugin_socket.stem
+
+
+def normalise_legacy_flags(argv: list[str]) -> list[str]:
+    """Rewrite `-scope global` / `-scope=global` to the double-dash spelling."""
+    out = []
+    for arg in argv:
+        flag, sep, value = arg.partition("=")
+        if flag in LEGACY_FLAGS:
+            arg = LEGACY_FLAGS[flag] + sep + value
+        out.append(arg)
+    return out

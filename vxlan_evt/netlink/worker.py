@@ -1,0 +1,77 @@
+"""The one task that owns the kernel's write side.
+
+pyroute2's synchronous `IPRoute` is the well-kept encoder we want, but it
+blocks. So a single task owns one `IPRoute` and runs each submitted job in a
+worker thread (`trio.to_thread.run_sync`, one at a time): writes are
+serialised, never interleaved, and no other task blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import outcome
+import trio
+from pyroute2 import IPRoute
+
+T = TypeVar("T")
+
+Job = Callable[[Any], Any]
+
+
+@dataclass(slots=True)
+class WorkerStatistics:
+    jobs: int = 0
+    failures: int = 0
+    busy_seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class _Request:
+    job: Job
+    reply: trio.MemorySendChannel[outcome.Outcome[Any]]
+
+
+class NetlinkWorker:
+    """Submit jobs with `await worker.call(fn)`; `fn(ipr)` runs on the owned IPRoute."""
+
+    def __init__(self, *, queue_size: int = 256) -> None:
+        self._send, self._receive = trio.open_memory_channel[_Request](queue_size)
+        self._stats = WorkerStatistics()
+
+    def statistics(self) -> WorkerStatistics:
+        return WorkerStatistics(**{k: getattr(self._stats, k) for k in self._stats.__slots__})
+
+    async def call(self, job: Callable[[Any], T]) -> T:
+        """Run `job(ipr)` in the owner task's thread and return (or raise) its outcome."""
+        reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[Any]](1)
+        await self._send.send(_Request(job, reply_send))
+        async with reply_receive:
+            result: outcome.Outcome[T] = await reply_receive.receive()
+        return result.unwrap()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        ipr = await trio.to_thread.run_sync(IPRoute)
+        limiter = trio.CapacityLimiter(1)
+        try:
+            task_status.started()
+            async with self._receive:
+                async for request in self._receive:
+                    started = time.monotonic()
+                    result = await trio.to_thread.run_sync(
+                        outcome.capture, request.job, ipr, limiter=limiter
+                    )
+                    self._stats.jobs += 1
+                    self._stats.busy_seconds += time.monotonic() - started
+                    if isinstance(result, outcome.Error):
+                        self._stats.failures += 1
+                    # A cancelled caller has closed its end; the work is done anyway.
+                    with request.reply, contextlib.suppress(trio.BrokenResourceError):
+                        request.reply.send_nowait(result)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(ipr.close, limiter=limiter)
