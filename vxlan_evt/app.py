@@ -19,7 +19,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from vxlan_evt.api.plugin import create_plugin_app
+from vxlan_evt.api.plugin import InFlight, create_plugin_app
 from vxlan_evt.config import DaemonConfig
 from vxlan_evt.netlink.links import NetlinkKernel
 from vxlan_evt.netlink.worker import NetlinkWorker
@@ -64,11 +64,12 @@ async def run_daemon(
             nursery.start_soon(wait_for_shutdown_signal, shutdown)
             await nursery.start(worker.run)
             await service.load_and_reconcile()
+            in_flight = InFlight()
             async with trio.open_nursery() as servers:
                 await servers.start(
                     partial(
                         hypercorn_serve,
-                        create_plugin_app(service),
+                        create_plugin_app(service, in_flight),
                         hypercorn_config(config.plugin_socket, config.shutdown_grace),
                         shutdown_trigger=shutdown.wait,
                     )
@@ -82,6 +83,10 @@ async def run_daemon(
                     config.state_dir,
                 )
                 task_status.started(service)
+                await shutdown.wait()  # hypercorn stops accepting on the same event
+                with trio.move_on_after(config.shutdown_grace):
+                    await in_flight.wait_idle()
+                servers.cancel_scope.cancel()  # idle keep-alive connections
             nursery.cancel_scope.cancel()
     finally:
         config.plugin_socket.unlink(missing_ok=True)

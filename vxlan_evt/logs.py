@@ -33,3 +33,5 @@ def setup_logging(*, debug: bool, log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # pyroute2 logs every netlink message at debug level: far too much even for -d.
+    logging.getLogger("pyroute2").setLevel(logging.INFO)

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 from tests.unit.fake_kernel import FakeKernel
-from vxlan_evt.api.plugin import create_plugin_app
+from vxlan_evt.api.plugin import InFlight, create_plugin_app
 from vxlan_evt.config import DaemonConfig
 from vxlan_evt.driver import CreateVxlan, network_alias
 from vxlan_evt.errors import Conflict, InvalidOption, NotFound, UserError
@@ -288,3 +290,21 @@ async def test_http_system_failure_is_500(kernel: FakeKernel, tmp_path: Path) ->
 
 def test_user_errors_are_user_errors() -> None:
     assert issubclass(Conflict, UserError) and issubclass(NotFound, UserError)
+
+
+async def test_shutdown_waits_for_calls_in_flight_only() -> None:
+    in_flight = InFlight()
+    await in_flight.wait_idle()  # nothing running: returns at once
+    finished = trio.Event()
+
+    async def slow_call() -> None:
+        with in_flight.call():
+            await trio.sleep(0.05)
+        finished.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(slow_call)
+        await trio.testing.wait_all_tasks_blocked()
+        assert in_flight.active == 1
+        await in_flight.wait_idle()
+        assert finished.is_set() and in_flight.active == 0
