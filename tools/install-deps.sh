@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Install everything vxlan-evt and its test suite need on a fresh Debian machine (as root):
-# apt packages for the kernel tools, a real dockerd and an offline busybox image, and a
-# virtualenv at .venv with the package and its test extra. Safe to run again.
+# network namespaces and veths (iproute2), nsenter/unshare/mount (util-linux, mount), an
+# isolated dockerd 20.10 with its containerd and runc (docker.io), an offline container image
+# (busybox-static: must be the static build), ping, etcd; and a virtualenv at .venv with the
+# package and its test extra. Installs only what is missing; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(iproute2 iputils-ping docker.io busybox-static etcd-server etcd-client util-linux tar)
+want=(iproute2 util-linux mount coreutils tar docker.io containerd runc busybox-static
+      iputils-ping etcd-server etcd-client)
 missing=()
 for pkg in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -10,4 +10,6 @@ echo "== ruff"
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
+# Everything is installed now: a missing lab prerequisite is a failure, not a skip.
+export VXEVT_LAB_REQUIRED=1
 exec .venv/bin/pytest "$@"

@@ -1,0 +1,161 @@
+"""vxlan-evt driven by a real, isolated dockerd: the seed's walkthrough on one host."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.fixtures.busybox import BUSYBOX_IMAGE, busybox_image
+from tests.fixtures.fabric import Fabric
+from tests.fixtures.lab import LabHost
+
+if TYPE_CHECKING:
+    from tests.fixtures.plugin import LabFactory
+
+pytestmark = [pytest.mark.docker, pytest.mark.root]
+
+REPO = Path(__file__).resolve().parents[2]
+WALKTHROUGH = [
+    "network", "create", "-d", "vxlan",
+    "-o", "Group=239.1.1.1", "-o", "VxlanId=42", "-o", "VtepDev=eth1",
+    "--subnet=10.42.0.0/24", "--gateway=10.42.0.254", "vxlan42",
+]  # fmt: skip
+
+
+@dataclass
+class PluginHost:
+    """A lab host running dockerd and our plugin on its default socket."""
+
+    host: LabHost
+    log_path: Path
+    state_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "vxlan_evt",
+            "serve",
+            "-d",
+            "--state-dir",
+            str(self.state_dir),
+        ]
+        self.process = self.host.spawn([*argv, *extra], self.log_path, cwd=REPO)
+        self.host.wait_for_plugin(proc=self.process, log_path=self.log_path)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        status = self.host.stop_process(self.process)
+        self.process = None
+        return status
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def container_ip(self, name: str) -> str:
+        inspect = self.host.docker("inspect", name).stdout
+        networks = json.loads(inspect)[0]["NetworkSettings"]["Networks"]
+        return str(networks["vxlan42"]["IPAddress"])
+
+    def owned_links(self) -> list[str]:
+        out = self.host.run(["ip", "-d", "-o", "link"]).stdout
+        return [line.split(":")[1].strip() for line in out.splitlines() if "vxlan-evt" in line]
+
+
+@pytest.fixture
+def plugin_host(
+    lab_factory: LabFactory, lab_fabric: Fabric, busybox_tar: Path, tmp_path: Path
+) -> Iterator[PluginHost]:
+    host = lab_factory("h1")
+    lab_fabric.attach(host)  # eth1, MTU 1500, the VtepDev of the walkthrough
+    busybox_image(host, busybox_tar)
+    plugin = PluginHost(host, tmp_path / "plugin.log", tmp_path / "state")
+    plugin.start()
+    try:
+        yield plugin
+    finally:
+        if plugin.process is not None:
+            plugin.stop()
+        print(plugin.log())
+
+
+def run_container(plugin: PluginHost, name: str) -> str:
+    plugin.host.docker(
+        "run", "-d", "--name", name, "--net", "vxlan42", BUSYBOX_IMAGE, "sleep", "3600"
+    )
+    return plugin.container_ip(name)
+
+
+def ping(plugin: PluginHost, container: str, address: str) -> None:
+    result = plugin.host.docker(
+        "exec", container, "ping", "-c", "2", "-W", "2", address, check=False
+    )
+    assert result.returncode == 0, f"{container} -> {address}:\n{result.stdout}{result.stderr}"
+
+
+def test_walkthrough_on_one_host(plugin_host: PluginHost) -> None:
+    docker = plugin_host.host.docker
+    docker(*WALKTHROUGH)
+    first = run_container(plugin_host, "c1")
+    second = run_container(plugin_host, "c2")
+    assert first != second and first.startswith("10.42.0.")
+
+    ping(plugin_host, "c1", second)
+    ping(plugin_host, "c2", first)
+    # Local scope: the gateway is on the bridge, so the host reaches containers ...
+    host_ping = plugin_host.host.run(["ping", "-c", "2", "-W", "2", first], check=False)
+    assert host_ping.returncode == 0, host_ping.stdout
+    # ... and containers route through it.
+    routes = docker("exec", "c1", "ip", "route").stdout
+    assert "default via 10.42.0.254" in routes
+    # MTU: 1500 underlay - 50 bytes of VXLAN; Docker never sets it, we do.
+    assert docker("exec", "c1", "cat", "/sys/class/net/eth0/mtu").stdout.strip() == "1450"
+    vxlan = plugin_host.host.run(["ip", "-d", "link", "show", "vx-42"]).stdout
+    assert "vxlan id 42 group 239.1.1.1 dev eth1" in vxlan
+
+    docker("rm", "-f", "c1", "c2")
+    docker("network", "rm", "vxlan42")
+    assert plugin_host.owned_links() == []
+
+
+def test_bad_options_are_refused_with_our_message(plugin_host: PluginHost) -> None:
+    result = plugin_host.host.docker(
+        "network", "create", "-d", "vxlan", "-o", "VxlanId=abc", "-o", "vxlanMtu=1400", "bad",
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert 'VxlanId: "abc" is not an integer' in result.stderr
+    assert 'did you mean "vxlanMTU"' in result.stderr
+    result = plugin_host.host.docker(
+        "network", "create", "-d", "vxlan", "-o", "VxlanId=7", "-o", "VtepDev=eth9", "bad",
+        check=False,
+    )  # fmt: skip
+    assert "VtepDev: there is no device 'eth9'" in result.stderr
+    assert "bad" not in plugin_host.host.docker("network", "ls").stdout
+    assert plugin_host.owned_links() == []
+
+
+def test_plugin_restart_keeps_working(plugin_host: PluginHost) -> None:
+    docker = plugin_host.host.docker
+    docker(*WALKTHROUGH)
+    first = run_container(plugin_host, "c1")
+    assert plugin_host.stop() == 0
+    vx_index = plugin_host.host.run(["cat", "/sys/class/net/vx-42/ifindex"]).stdout
+    plugin_host.start()
+    # Docker never replays CreateNetwork: a new container still joins, traffic still flows.
+    second = run_container(plugin_host, "c2")
+    ping(plugin_host, "c2", first)
+    assert plugin_host.host.run(["cat", "/sys/class/net/vx-42/ifindex"]).stdout == vx_index
+    docker("rm", "-f", "c1", "c2")
+    docker("network", "rm", "vxlan42")
+    assert plugin_host.owned_links() == []
+    assert re.match(r"10\.42\.0\.\d+", second)
