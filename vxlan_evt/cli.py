@@ -10,6 +10,8 @@ import trio
 
 from vxlan_evt import __version__
 from vxlan_evt.config import (
+    DEFAULT_API_SOCKET,
+    DEFAULT_NETLINK_RCVBUF,
     DEFAULT_PLUGIN_SOCKET,
     DEFAULT_STATE_DIR,
     DaemonConfig,
@@ -58,7 +60,54 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long in-flight calls may take on SIGTERM (default: 10)",
     )
+    serve.add_argument(
+        "--api-socket",
+        type=Path,
+        default=DEFAULT_API_SOCKET,
+        help=f"unix socket of the read-only observe API (default: {DEFAULT_API_SOCKET})",
+    )
+    serve.add_argument(
+        "--api-listen",
+        metavar="HOST:PORT",
+        type=host_port,
+        help="also serve the observe API on TCP, e.g. 127.0.0.1:9310 (it has no "
+        "authentication: keep it on loopback)",
+    )
+    serve.add_argument(
+        "--peers",
+        type=Path,
+        metavar="FILE",
+        help='static peers, JSON or TOML: {"<VNI>": [{"ip": ..., "mac": ..., "vtep": ...}]}; '
+        "reloaded when it changes",
+    )
+    serve.add_argument(
+        "--no-populate",
+        dest="populate",
+        action="store_false",
+        help="only watch misses; never write FDB/neighbour entries",
+    )
+    serve.add_argument(
+        "--no-log-events",
+        dest="log_events",
+        action="store_false",
+        help="do not log one line per netlink event (they are still exposed)",
+    )
+    serve.add_argument(
+        "--netlink-rcvbuf",
+        type=int,
+        default=DEFAULT_NETLINK_RCVBUF,
+        metavar="BYTES",
+        help="receive buffer of the event socket (default: 8 MiB)",
+    )
     return parser
+
+
+def host_port(value: str) -> str:
+    """`HOST:PORT` (IPv6 as `[::1]:PORT`), checked here so a typo fails before start-up."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:9310)")
+    return value
 
 
 def daemon_config(args: argparse.Namespace) -> DaemonConfig:
@@ -70,6 +119,12 @@ def daemon_config(args: argparse.Namespace) -> DaemonConfig:
         plugin_socket=args.plugin_socket,
         state_dir=args.state_dir,
         shutdown_grace=args.shutdown_grace,
+        api_socket=args.api_socket,
+        api_listen=args.api_listen,
+        peers_file=args.peers,
+        populate=args.populate,
+        log_events=args.log_events,
+        netlink_rcvbuf=args.netlink_rcvbuf,
     )
 
 

@@ -9,6 +9,8 @@ from vxlan_evt.driver import Scope
 
 DEFAULT_PLUGIN_SOCKET = Path("/run/docker/plugins/vxlan.sock")
 DEFAULT_STATE_DIR = Path("/var/lib/vxlan-evt")
+DEFAULT_API_SOCKET = Path("/run/vxlan-evt/api.sock")
+DEFAULT_NETLINK_RCVBUF = 8 * 1024 * 1024
 
 # The seed took Go-style single-dash long flags; old command lines keep working.
 LEGACY_FLAGS = {"-scope": "--scope", "-vtepdev": "--vtepdev", "-debug": "--debug"}
@@ -23,6 +25,12 @@ class DaemonConfig:
     plugin_socket: Path = DEFAULT_PLUGIN_SOCKET
     state_dir: Path = DEFAULT_STATE_DIR
     shutdown_grace: float = 10.0
+    api_socket: Path = DEFAULT_API_SOCKET
+    api_listen: str | None = None  # "127.0.0.1:9310": also serve the observe API on TCP
+    peers_file: Path | None = None
+    populate: bool = True  # answer misses from the peer table
+    log_events: bool = True
+    netlink_rcvbuf: int = DEFAULT_NETLINK_RCVBUF
 
     @property
     def driver_name(self) -> str:

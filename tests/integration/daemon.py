@@ -21,6 +21,7 @@ class DaemonProcess:
         self.netns = netns
         self.socket = workdir / "plugins" / "vxlan.sock"
         self.state_dir = workdir / "state"
+        self.api_socket = workdir / "api.sock"
         self.log_path = workdir / "daemon.log"
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
@@ -31,6 +32,7 @@ class DaemonProcess:
             sys.executable, "-m", "vxlan_evt", "serve", "-d",
             "--plugin-socket", str(self.socket),
             "--state-dir", str(self.state_dir),
+            "--api-socket", str(self.api_socket),
             *self.extra_args,
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
@@ -62,6 +64,16 @@ class DaemonProcess:
                 f"http://plugin/{method}", content=json.dumps(body or {}).encode()
             )
         return response.status_code, response.json()
+
+    def get(self, resource: str, **params: str) -> Any:
+        """GET a resource of the observe API; NDJSON comes back as a list."""
+        transport = httpx.HTTPTransport(uds=str(self.api_socket))
+        with httpx.Client(transport=transport, timeout=30.0) as client:
+            response = client.get(f"http://observe/{resource}", params=params)
+        assert response.status_code == 200, f"{resource} -> {response.status_code} {response.text}"
+        if resource == "events":
+            return [json.loads(line) for line in response.text.splitlines() if line]
+        return response.json() if resource != "metrics" else response.text
 
     def ok(self, method: str, body: dict[str, Any] | None = None) -> Any:
         status, document = self.call(method, body)

@@ -14,6 +14,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from vxlan_evt.errors import UserError
+from vxlan_evt.metrics import Metrics
 from vxlan_evt.protocol import PLUGIN_CONTENT_TYPE, parse_body
 from vxlan_evt.service import DriverService
 
@@ -52,7 +53,9 @@ class InFlight:
         await self._idle.wait()
 
 
-def create_plugin_app(service: DriverService, in_flight: InFlight | None = None) -> QuartTrio:
+def create_plugin_app(
+    service: DriverService, in_flight: InFlight | None = None, metrics: Metrics | None = None
+) -> QuartTrio:
     """The legacy plugin API: every call is `POST /<Method>` with a JSON body."""
     app = QuartTrio("vxlan_evt.plugin")
     tracker = in_flight or InFlight()
@@ -75,7 +78,10 @@ def create_plugin_app(service: DriverService, in_flight: InFlight | None = None)
         except Exception as exc:
             log.exception("failed %s", method)
             return _reply({"Err": f"vxlan-evt failed in {method}: {exc}"}, 500)
-        log.debug("call %s took %.1f ms", method, (time.monotonic() - started) * 1000)
+        elapsed = time.monotonic() - started
+        if metrics is not None:
+            metrics.plugin_call_seconds.labels(method).observe(elapsed)
+        log.debug("call %s took %.1f ms", method, elapsed * 1000)
         return _reply(result)
 
     return app

@@ -1,0 +1,136 @@
+"""The event engine's decisions, with a recording stand-in for the netlink worker."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+import trio
+import trio.testing
+
+from vxlan_evt.bus import EventBus
+from vxlan_evt.engine import EngineSettings, EventEngine
+from vxlan_evt.events import L2Miss, L3Miss, LinkEvent
+from vxlan_evt.metrics import Metrics
+from vxlan_evt.netlink.decode import LinkInfo
+from vxlan_evt.peers.table import PeerEndpoint, PeerTable
+
+PEER = PeerEndpoint(
+    vni=42,
+    ip=ipaddress.ip_address("192.168.42.2"),
+    mac="02:42:c0:a8:2a:02",
+    vtep=ipaddress.ip_address("10.99.0.2"),
+)
+NET = "n" * 64
+
+
+class RecordingIPRoute:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def neigh(self, command: str, **kwargs: Any) -> None:
+        self.calls.append(("neigh " + command, kwargs))
+
+    def fdb(self, command: str, **kwargs: Any) -> None:
+        self.calls.append(("fdb " + command, kwargs))
+
+
+class RecordingWorker:
+    def __init__(self) -> None:
+        self.ipr = RecordingIPRoute()
+        self.jobs = 0
+
+    async def call(self, job: Callable[[Any], Any]) -> Any:
+        self.jobs += 1
+        return job(self.ipr)
+
+
+def link(ifindex: int, name: str, alias: str | None) -> LinkInfo:
+    return LinkInfo(ifindex, name, "vxlan", 42, 1450, None, alias, "UNKNOWN", True, None)
+
+
+def make_engine(populate: bool = True) -> tuple[EventEngine, RecordingWorker]:
+    worker = RecordingWorker()
+    engine = EventEngine(
+        EventBus(),
+        worker,  # type: ignore[arg-type]
+        Metrics(),
+        lambda: PeerTable.build([PEER]),
+        EngineSettings(log_events=False, populate=populate),
+    )
+    engine.use_links({7: link(7, "vx-42", f"vxlan-evt net={NET}"), 9: link(9, "vx-9", None)})
+    return engine, worker
+
+
+def l3miss(ip: str, ifindex: int = 7) -> L3Miss:
+    return L3Miss(ifindex, "vx-42", 42, ipaddress.ip_address(ip))
+
+
+async def run_resolver_until_idle(engine: EventEngine, nursery: trio.Nursery) -> None:
+    await nursery.start(engine.run_resolver)
+    await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_a_burst_of_one_miss_is_answered_with_one_batch() -> None:
+    engine, worker = make_engine()
+    for _ in range(50):
+        engine.on_event(l3miss("192.168.42.2"))
+    async with trio.open_nursery() as nursery:
+        await run_resolver_until_idle(engine, nursery)
+        nursery.cancel_scope.cancel()
+    assert worker.jobs == 1
+    assert [c[0] for c in worker.ipr.calls] == ["neigh replace", "fdb replace"]
+    neigh, fdb = (c[1] for c in worker.ipr.calls)
+    assert neigh["dst"] == "192.168.42.2" and neigh["lladdr"] == PEER.mac and neigh["ifindex"] == 7
+    assert fdb["dst"] == "10.99.0.2" and fdb["flags"] == 0x02  # NTF_SELF: the vxlan FDB
+    verdicts = [p.event for p in engine.bus.history() if p.event.type == "populate"]
+    assert [(v.result, v.network_id, v.foreign) for v in verdicts] == [("answered", NET, False)]
+    row = engine.misses.table()[0]
+    assert (row["count"], row["answered"], row["unanswered"]) == (50, 1, 0)
+
+
+async def test_unknown_addresses_are_unanswered_and_write_nothing() -> None:
+    engine, worker = make_engine()
+    engine.on_event(l3miss("192.168.42.99"))
+    engine.on_event(L2Miss(7, "vx-42", 42, "02:00:00:00:00:99"))
+    async with trio.open_nursery() as nursery:
+        await run_resolver_until_idle(engine, nursery)
+        nursery.cancel_scope.cancel()
+    assert worker.ipr.calls == []
+    assert {r["subject"]: r["unanswered"] for r in engine.misses.table()} == {
+        "192.168.42.99": 1,
+        "02:00:00:00:00:99": 1,
+    }
+
+
+async def test_l2_miss_programs_only_the_fdb() -> None:
+    engine, worker = make_engine()
+    engine.on_event(L2Miss(7, "vx-42", 42, PEER.mac))
+    async with trio.open_nursery() as nursery:
+        await run_resolver_until_idle(engine, nursery)
+        nursery.cancel_scope.cancel()
+    assert [c[0] for c in worker.ipr.calls] == ["fdb replace"]
+
+
+def test_populate_off_only_counts() -> None:
+    engine, worker = make_engine(populate=False)
+    engine.on_event(l3miss("192.168.42.2"))
+    assert worker.jobs == 0
+    assert engine.misses.table()[0]["unanswered"] == 1
+
+
+def test_events_are_attributed_to_our_networks_and_foreign_otherwise() -> None:
+    engine, _ = make_engine(populate=False)
+    engine.on_event(l3miss("192.168.42.2", ifindex=7))
+    engine.on_event(l3miss("192.168.42.2", ifindex=9))
+    first, second = (p.event for p in engine.bus.history())
+    assert (first.network_id, first.foreign) == (NET, False)
+    assert (second.network_id, second.foreign) == (None, True)
+
+
+def test_a_deleted_link_is_still_attributed_by_its_own_alias() -> None:
+    engine, _ = make_engine()
+    gone = LinkEvent("del", 11, "br-42", "bridge", None, 1450, None, f"vxlan-evt net={NET}", None)
+    engine.on_event(gone)
+    assert engine.bus.history()[-1].event.network_id == NET

@@ -1,0 +1,115 @@
+"""The observe API's HTTP surface, against an in-memory observer."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+
+from vxlan_evt.api.observe import Table, create_observe_app
+from vxlan_evt.bus import EventBus
+from vxlan_evt.events import L3Miss, LinkEvent
+
+NET = "f" * 64
+
+
+class FakeObserver:
+    def __init__(self) -> None:
+        self.bus: EventBus[Any] = EventBus()
+
+        async def peers() -> list[dict[str, Any]]:
+            return [{"vni": 42, "ip": "192.168.42.2"}]
+
+        self.tables: Mapping[str, Table] = {"peers": peers}
+
+    def metrics(self) -> bytes:
+        return b"vxlan_evt_events_total 3.0\n"
+
+
+def miss(ip: str, ifname: str = "vx-42", network_id: str | None = NET) -> L3Miss:
+    return L3Miss(7, ifname, 42, ipaddress.ip_address(ip), network_id=network_id, foreign=False)
+
+
+def link_down() -> LinkEvent:
+    return LinkEvent("down", 7, "vx-42", "vxlan", 42, 1450, None, None, "DOWN")
+
+
+async def get(observer: FakeObserver, path: str, **headers: str) -> tuple[int, str, str]:
+    client = create_observe_app(observer).test_client()
+    response = await client.get(path, headers=headers)
+    body = await response.get_data(as_text=True)
+    return response.status_code, body, response.headers["Content-Type"]
+
+
+async def test_events_history_as_ndjson_with_filters() -> None:
+    observer = FakeObserver()
+    observer.bus.publish(miss("192.168.42.2"))
+    observer.bus.publish(link_down())
+    observer.bus.publish(miss("192.168.42.3", ifname="vx-9", network_id=None))
+    status, body, content_type = await get(observer, "/events")
+    assert status == 200 and content_type == "application/x-ndjson"
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert [e["seq"] for e in lines] == [1, 2, 3]
+    assert lines[0]["ip"] == "192.168.42.2" and lines[0]["type"] == "l3miss"
+
+    _, body, _ = await get(observer, "/events?type=l3miss&ifname=vx-42")
+    assert [json.loads(line)["ip"] for line in body.splitlines()] == ["192.168.42.2"]
+    _, body, _ = await get(observer, f"/events?network={NET[:12]}")
+    assert len(body.splitlines()) == 1
+    _, body, _ = await get(observer, "/events?since=2")
+    assert [json.loads(line)["seq"] for line in body.splitlines()] == [3]
+
+
+async def test_events_as_server_sent_events() -> None:
+    observer = FakeObserver()
+    observer.bus.publish(link_down())
+    status, body, content_type = await get(observer, "/events", Accept="text/event-stream")
+    assert status == 200 and content_type.startswith("text/event-stream")
+    assert body.startswith("id: 1\nevent: link\ndata: {")
+
+
+async def test_follow_streams_live_events() -> None:
+    observer = FakeObserver()
+    observer.bus.publish(miss("192.168.42.2"))
+    app = create_observe_app(observer)
+    received: list[dict[str, Any]] = []
+    got_both = trio.Event()
+    async with app.test_app() as test_app, trio.open_nursery() as nursery:
+        client = test_app.test_client()
+        async with client.request("/events?follow=1") as connection:
+            await connection.send_complete()
+
+            async def read() -> None:
+                buffer = b""
+                while len(received) < 2:
+                    buffer += await connection.receive()
+                    *lines, buffer = buffer.split(b"\n")
+                    received.extend(json.loads(line) for line in lines if line)
+                got_both.set()
+
+            nursery.start_soon(read)
+            await trio.sleep(0.05)
+            observer.bus.publish(link_down())
+            with trio.fail_after(5):
+                await got_both.wait()
+            nursery.cancel_scope.cancel()
+    assert [e["type"] for e in received] == ["l3miss", "link"]
+
+
+async def test_bad_since_is_a_400() -> None:
+    status, body, _ = await get(FakeObserver(), "/events?since=yesterday")
+    assert status == 400 and "since" in json.loads(body)["error"]
+
+
+async def test_tables_metrics_health_and_404() -> None:
+    observer = FakeObserver()
+    status, body, _ = await get(observer, "/peers")
+    assert status == 200 and json.loads(body) == [{"vni": 42, "ip": "192.168.42.2"}]
+    status, body, content_type = await get(observer, "/metrics")
+    assert "vxlan_evt_events_total" in body and content_type.startswith("text/plain")
+    assert (await get(observer, "/healthz"))[:2] == (200, '{"status": "ok"}\n')
+    status, body, _ = await get(observer, "/nope")
+    assert status == 404 and "peers" in json.loads(body)["error"]

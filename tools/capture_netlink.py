@@ -1,0 +1,257 @@
+"""Record real rtnetlink notifications as test fixtures for the pure decoder.
+
+Builds the two-host rig of tests/integration/netns.py in throwaway `vxevt-t-*` namespaces,
+listens in host A's namespace (RTMGRP_LINK | RTMGRP_NEIGH) and, step by step, changes
+links, programs FDB and neighbour entries, and triggers L2 and L3 misses from the
+container behind the bridge. Each step's raw bytes (datagrams concatenated) go to
+`<out>/<step>.bin`; `README.md` there lists what each step did. Needs root:
+
+    /tmp/venv/bin/python tools/capture_netlink.py [--out tests/unit/fixtures/netlink]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.integration.netns import VxlanHost, add_underlay, add_vxlan_host, namespaces  # noqa: E402
+from vxlan_evt.netlink.decode import NLMSG_DONE, NLMSG_ERROR, split_messages  # noqa: E402
+from vxlan_evt.netlink.listener import (  # noqa: E402
+    RTM_GETLINK,
+    RTM_GETNEIGH,
+    RTMGRP_LINK,
+    RTMGRP_NEIGH,
+    encode_dump_request,
+    open_netlink_socket,
+)
+
+UNKNOWN_MAC = "02:42:c0:a8:2a:99"
+
+
+def collect(sock: socket.socket, *, quiet: float = 0.4, limit: float = 10.0) -> bytes:
+    """Everything that arrives until the socket has been silent for `quiet` seconds."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([sock], [], [], quiet)
+        if not readable:
+            break
+        chunks.append(sock.recv(1 << 20))
+    return b"".join(chunks)
+
+
+def sync_dump(netns: str, msg_type: int, family: int = socket.AF_UNSPEC) -> bytes:
+    """A whole dump reply (through NLMSG_DONE), as the listener would read it."""
+    with open_netlink_socket(netns) as sock:
+        sock.send(encode_dump_request(msg_type, family, 1))
+        chunks: list[bytes] = []
+        while True:
+            data = sock.recv(1 << 20)
+            chunks.append(data)
+            if any(h.msg_type in (NLMSG_DONE, NLMSG_ERROR) for h in split_messages(data)):
+                return b"".join(chunks)
+
+
+class Recorder:
+    def __init__(self, sock: socket.socket, out: Path) -> None:
+        self.sock, self.out = sock, out
+        self.notes: list[str] = []
+
+    def step(self, name: str, what: str, action: Callable[[], object]) -> None:
+        """Run `action`, write what it caused to `<name>.bin`; leftovers are dropped first."""
+        collect(self.sock, quiet=0.2)
+        action()
+        self.write(name, what, collect(self.sock))
+
+    def write(self, name: str, what: str, data: bytes) -> None:
+        (self.out / f"{name}.bin").write_bytes(data)
+        count = sum(1 for _ in split_messages(data))
+        self.notes.append(f"* `{name}.bin` ({count} messages, {len(data)} bytes): {what}")
+        print(f"{name}.bin: {count} messages, {len(data)} bytes", file=sys.stderr)
+
+
+def capture(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with namespaces("ha", "ca", "hb", "cb") as (ha, ca, hb, cb):
+        a, b = VxlanHost(ha, ca, 1, 42), VxlanHost(hb, cb, 2, 42)
+        with open_netlink_socket(
+            ha.name, groups=RTMGRP_LINK | RTMGRP_NEIGH, rcvbuf=8 << 20
+        ) as sock:
+            rec = Recorder(sock, out)
+            vx, ip, bridge = a.vxlan, ha.ip, ha.bridge
+
+            def setup() -> None:
+                add_underlay(a, b)
+                add_vxlan_host(a)
+                add_vxlan_host(b)
+
+            rec.step(
+                "setup",
+                "host A built: ul0 (veth, 10.99.0.1/24) ifindex 2, vx-42 (vxlan id 42, "
+                "l2miss l3miss proxy nolearning) 3, br-42 4, ct0 5 (veth to container A)",
+                setup,
+            )
+            rec.write(
+                "link_dump", "RTM_GETLINK dump reply after setup", sync_dump(ha.name, RTM_GETLINK)
+            )
+            rec.step(
+                "link_mtu",
+                "ip link set vx-42 mtu 1400",
+                lambda: ip("link", "set", vx, "mtu", "1400"),
+            )
+            rec.step("link_down", "ip link set vx-42 down", lambda: ip("link", "set", vx, "down"))
+            rec.step("link_up", "ip link set vx-42 up", lambda: ip("link", "set", vx, "up"))
+            rec.step(
+                "link_alias",
+                "ip link set vx-42 alias vxlan-evt:n1",
+                lambda: ip("link", "set", vx, "alias", "vxlan-evt:n1"),
+            )
+
+            def fdb() -> None:
+                bridge(
+                    "fdb",
+                    "add",
+                    b.container_mac,
+                    "dev",
+                    vx,
+                    "dst",
+                    b.underlay_ip,
+                    "self",
+                    "permanent",
+                )
+                bridge(
+                    "fdb", "add", "02:42:c0:a8:2a:03", "dev", vx, "dst", "10.99.0.3",
+                    "port", "4790", "vni", "43", "self", "permanent",
+                )  # fmt: skip
+                bridge("fdb", "del", "02:42:c0:a8:2a:03", "dev", vx, "self")
+
+            rec.step(
+                "fdb",
+                "fdb add 02:42:c0:a8:2a:02 dst 10.99.0.2; add ...:03 dst 10.99.0.3 port 4790 "
+                "vni 43; del ...:03 (all on vx-42, self permanent)",
+                fdb,
+            )
+
+            def neigh() -> None:
+                ip(
+                    "neigh",
+                    "add",
+                    b.container_ip,
+                    "lladdr",
+                    b.container_mac,
+                    "dev",
+                    vx,
+                    "nud",
+                    "permanent",
+                )
+                ip(
+                    "neigh",
+                    "replace",
+                    b.container_ip,
+                    "lladdr",
+                    "02:42:c0:a8:2a:22",
+                    "dev",
+                    vx,
+                    "nud",
+                    "permanent",
+                )
+                ip("neigh", "del", b.container_ip, "dev", vx)
+
+            rec.step(
+                "neigh",
+                "neigh add 192.168.42.2 lladdr 02:42:c0:a8:2a:02; replace with ...:22; del "
+                "(on vx-42, nud permanent)",
+                neigh,
+            )
+            ip(
+                "neigh",
+                "add",
+                "192.168.42.3",
+                "lladdr",
+                "02:42:c0:a8:2a:03",
+                "dev",
+                vx,
+                "nud",
+                "permanent",
+            )
+            rec.write(
+                "neigh_dump",
+                "RTM_GETNEIGH AF_UNSPEC dump (ARP/ND only, no FDB); vx-42 holds "
+                "192.168.42.3 -> 02:42:c0:a8:2a:03",
+                sync_dump(ha.name, RTM_GETNEIGH),
+            )
+            rec.write(
+                "fdb_dump",
+                "RTM_GETNEIGH AF_BRIDGE dump: bridge and vxlan FDB; vx-42 holds "
+                "02:42:c0:a8:2a:02 dst 10.99.0.2",
+                sync_dump(ha.name, RTM_GETNEIGH, socket.AF_BRIDGE),
+            )
+            rec.step(
+                "l3miss",
+                "container A pings 192.168.42.2 (no neigh entry on vx-42): L3 miss",
+                lambda: ca.exec("ping", "-c1", "-W1", b.container_ip, check=False),
+            )
+            rec.step(
+                "l3miss6",
+                "container A pings fd42::2: IPv6 L3 miss",
+                lambda: ca.exec("ping", "-6", "-c1", "-W1", b.container_ip6, check=False),
+            )
+
+            def l2miss() -> None:
+                ca.ip(
+                    "neigh",
+                    "replace",
+                    "192.168.42.99",
+                    "lladdr",
+                    UNKNOWN_MAC,
+                    "dev",
+                    "eth0",
+                    "nud",
+                    "permanent",
+                )
+                ca.exec("ping", "-c1", "-W1", "192.168.42.99", check=False)
+
+            rec.step(
+                "l2miss",
+                f"container A pings 192.168.42.99 at {UNKNOWN_MAC} (static): L2 miss",
+                l2miss,
+            )
+            rec.step(
+                "link_nomaster",
+                "ip link set ct0 nomaster (AF_BRIDGE RTM_DELLINK, not a deletion)",
+                lambda: ip("link", "set", "ct0", "nomaster"),
+            )
+            rec.step("link_del", "ip link del ct0", lambda: ip("link", "del", "ct0"))
+    readme = [
+        "# Captured rtnetlink messages",
+        "",
+        "Written by `tools/capture_netlink.py` (kernel " + os.uname().release + "); re-run it",
+        "to refresh. Each file is the raw datagrams one step caused, concatenated, as seen",
+        "by a socket in host A's netns bound to RTMGRP_LINK | RTMGRP_NEIGH.",
+        "",
+        *rec.notes,
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(readme))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=ROOT / "tests/unit/fixtures/netlink")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root: creates network namespaces")
+    capture(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Prometheus metrics of one daemon, on its own registry (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "vxlan_evt_events", "Netlink events seen, by type", ["type"], registry=self.registry
+        )
+        self.misses = Counter(
+            "vxlan_evt_misses",
+            "L2/L3 misses by outcome: answered, unanswered (not in the peer table), "
+            "failed (kernel refused the write), observed (populate off)",
+            ["type", "result"],
+            registry=self.registry,
+        )
+        self.resyncs = Counter(
+            "vxlan_evt_netlink_resyncs",
+            "Full dumps after the netlink socket overflowed (ENOBUFS)",
+            registry=self.registry,
+        )
+        self.lost_notifications = Counter(
+            "vxlan_evt_netlink_enobufs",
+            "Times the kernel reported lost notifications (ENOBUFS)",
+            registry=self.registry,
+        )
+        self.dropped_misses = Counter(
+            "vxlan_evt_resolver_dropped",
+            "Misses not queued for the resolver because its queue was full",
+            registry=self.registry,
+        )
+        self.netlink_write_seconds = Histogram(
+            "vxlan_evt_netlink_write_seconds",
+            "Time to program one batch of FDB/neighbour entries",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.plugin_call_seconds = Histogram(
+            "vxlan_evt_plugin_call_seconds",
+            "Docker plugin call handling time, by method",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

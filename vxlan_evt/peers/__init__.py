@@ -1,0 +1,1 @@
+"""Who is where: the peer table and the backends that fill it."""
