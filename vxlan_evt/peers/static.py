@@ -45,14 +45,14 @@ class StaticPeers:
         self.table = load_peers_file(path) if path is not None else PeerTable()
         self._stamp = self._file_stamp()
 
-    def _file_stamp(self) -> tuple[int, int] | None:
+    def _file_stamp(self) -> tuple[int, int, int] | None:
         if self.path is None:
             return None
         try:
             stat = os.stat(self.path)
         except OSError:
             return None
-        return (stat.st_mtime_ns, stat.st_size)
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def reload_if_changed(self) -> bool:
         stamp = self._file_stamp()
