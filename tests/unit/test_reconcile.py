@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from ipaddress import ip_address
+
+from vxlan_evt.events import FdbEvent, NeighEvent
+from vxlan_evt.peers.table import PeerEndpoint, PeerTable
+from vxlan_evt.reconcile import (
+    ZERO_MAC,
+    Device,
+    Entry,
+    FdbEntry,
+    NeighEntry,
+    desired_entries,
+    plan_sync,
+    present_entries,
+)
+
+A = PeerEndpoint(42, ip_address("10.42.0.2"), "02:42:0a:2a:00:02", ip_address("192.0.2.2"))
+B = PeerEndpoint(42, ip_address("10.42.0.3"), "02:42:0a:2a:00:03", ip_address("192.0.2.3"))
+LOCAL = PeerEndpoint(42, ip_address("10.42.0.1"), "02:42:0a:2a:00:01", ip_address("192.0.2.1"))
+OTHER_VNI = PeerEndpoint(7, ip_address("10.7.0.2"), "02:42:0a:07:00:02", ip_address("192.0.2.2"))
+TABLE = PeerTable.build([A, B, LOCAL, OTHER_VNI])
+UNICAST = Device(42, ifindex=5, head_end_replication=True, local_vteps=frozenset({LOCAL.vtep}))
+
+
+def test_each_remote_endpoint_gets_fdb_and_neigh_and_each_vtep_a_flood_entry() -> None:
+    wanted = desired_entries(TABLE, [UNICAST])
+    assert wanted == {
+        FdbEntry(5, A.mac, A.vtep),
+        NeighEntry(5, A.ip, A.mac),
+        FdbEntry(5, B.mac, B.vtep),
+        NeighEntry(5, B.ip, B.mac),
+        FdbEntry(5, ZERO_MAC, A.vtep),
+        FdbEntry(5, ZERO_MAC, B.vtep),
+    }
+
+
+def test_multicast_networks_get_no_flood_entries() -> None:
+    multicast = Device(42, 5, head_end_replication=False, local_vteps=frozenset({LOCAL.vtep}))
+    assert not any(e.mac == ZERO_MAC for e in desired_entries(TABLE, [multicast]))
+
+
+def test_minimal_writes_and_only_owned_deletes() -> None:
+    wanted = desired_entries(PeerTable.build([A]), [UNICAST])
+    stale = NeighEntry(5, B.ip, B.mac)  # we wrote it; B is gone from the table
+    foreign = FdbEntry(5, "02:00:00:00:00:99", ip_address("192.0.2.99"))  # someone else's
+    present: set[Entry] = {FdbEntry(5, A.mac, A.vtep), stale, foreign}
+    plan = plan_sync(wanted, present, owned={FdbEntry(5, A.mac, A.vtep), stale})
+    assert plan.write == wanted - present
+    assert plan.delete == {stale}
+    assert not plan_sync(wanted, wanted, owned=set(wanted))  # converged: nothing to do
+
+
+def test_a_moved_ip_is_rewritten_not_deleted() -> None:
+    moved = PeerEndpoint(42, A.ip, "02:42:0a:2a:00:99", A.vtep)
+    wanted = desired_entries(PeerTable.build([moved]), [UNICAST])
+    old = NeighEntry(5, A.ip, A.mac)
+    plan = plan_sync(wanted, {old}, owned={old})
+    assert NeighEntry(5, A.ip, moved.mac) in plan.write
+    assert old not in plan.delete
+
+
+def test_present_entries_reads_permanent_entries_of_our_devices() -> None:
+    fdb = [
+        FdbEvent("add", 5, "vx-42", 42, A.mac, dst=A.vtep, state="NOARP|PERMANENT"),
+        FdbEvent("add", 5, "vx-42", 42, B.mac, dst=B.vtep, state="REACHABLE"),
+        FdbEvent("add", 9, "vx-9", 9, A.mac, dst=A.vtep, state="PERMANENT"),
+    ]
+    neigh = [NeighEvent("add", 5, "vx-42", A.ip, A.mac, "PERMANENT")]
+    assert present_entries(fdb, neigh, {5}) == {
+        FdbEntry(5, A.mac, A.vtep),
+        NeighEntry(5, A.ip, A.mac),
+    }

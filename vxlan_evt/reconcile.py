@@ -1,0 +1,98 @@
+"""Pre-programming: the kernel entries the peer table wants, and the minimal writes to get there.
+
+Pure. For every remote endpoint of a VNI that has a vxlan device here: an FDB
+entry (MAC → VTEP) and a neighbour entry (IP → MAC), so the first packet
+leaves without a miss. For networks without a multicast Group, one all-zeros
+FDB entry per remote VTEP carries broadcast and unknown traffic (head-end
+replication). Only entries this daemon wrote (`owned`) are ever deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from vxlan_evt.events import FdbEvent, NeighEvent
+from vxlan_evt.peers.table import IPAddress, PeerTable
+
+ZERO_MAC = "00:00:00:00:00:00"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A vxlan device of one of our networks, as the reconciler needs it."""
+
+    vni: int
+    ifindex: int
+    head_end_replication: bool  # no multicast Group: flood to each VTEP by unicast
+    local_vteps: frozenset[IPAddress] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class FdbEntry:
+    ifindex: int
+    mac: str
+    dst: IPAddress
+
+
+@dataclass(frozen=True, slots=True)
+class NeighEntry:
+    ifindex: int
+    ip: IPAddress
+    mac: str
+
+
+Entry = FdbEntry | NeighEntry
+
+
+def desired_entries(table: PeerTable, devices: Iterable[Device]) -> set[Entry]:
+    wanted: set[Entry] = set()
+    for device in devices:
+        for peer in table.endpoints:
+            if peer.vni != device.vni or peer.vtep in device.local_vteps:
+                continue
+            wanted.add(FdbEntry(device.ifindex, peer.mac, peer.vtep))
+            wanted.add(NeighEntry(device.ifindex, peer.ip, peer.mac))
+        if device.head_end_replication:
+            for vtep in table.vteps(device.vni) - device.local_vteps:
+                wanted.add(FdbEntry(device.ifindex, ZERO_MAC, vtep))
+    return wanted
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPlan:
+    write: frozenset[Entry]
+    delete: frozenset[Entry]
+
+    def __bool__(self) -> bool:
+        return bool(self.write or self.delete)
+
+
+def plan_sync(desired: set[Entry], present: set[Entry], owned: set[Entry]) -> SyncPlan:
+    """Write what is wanted and missing; delete what we wrote and nobody wants any more.
+
+    A neighbour entry is keyed by (device, IP): one with another MAC is
+    replaced by the write, so it is not deleted separately.
+    """
+    write = desired - present
+    rewritten = {(e.ifindex, e.ip) for e in write if isinstance(e, NeighEntry)}
+    delete = {
+        e
+        for e in (owned - desired) & present
+        if not (isinstance(e, NeighEntry) and (e.ifindex, e.ip) in rewritten)
+    }
+    return SyncPlan(frozenset(write), frozenset(delete))
+
+
+def present_entries(
+    fdb: Iterable[FdbEvent], neigh: Iterable[NeighEvent], ifindexes: set[int]
+) -> set[Entry]:
+    """Permanent entries on our vxlan devices, from a kernel dump."""
+    present: set[Entry] = set()
+    for f in fdb:
+        if f.ifindex in ifindexes and f.dst is not None and "PERMANENT" in f.state:
+            present.add(FdbEntry(f.ifindex, f.mac, f.dst))
+    for n in neigh:
+        if n.ifindex in ifindexes and n.mac is not None and "PERMANENT" in n.state:
+            present.add(NeighEntry(n.ifindex, n.ip, n.mac))
+    return present
