@@ -33,7 +33,8 @@ from vxlan_evt.netlink.decode import LinkInfo
 from vxlan_evt.netlink.entries import write_entries
 from vxlan_evt.netlink.worker import NetlinkWorker
 from vxlan_evt.peers.table import PeerTable
-from vxlan_evt.resolver import Answer, EntryWrite, answer_l2_miss, answer_l3_miss
+from vxlan_evt.reconcile import Entry
+from vxlan_evt.resolver import Answer, answer_l2_miss, answer_l3_miss
 
 log = logging.getLogger("vxlan_evt.events")
 
@@ -215,8 +216,8 @@ class EventEngine:
             else:
                 answer = answer_l2_miss(table, vni=miss.vni, ifindex=miss.ifindex, mac=miss.mac)
             answers[key] = (miss, answer)
-        writes: list[EntryWrite] = [w for _, a in answers.values() if a for w in a.writes]
-        failures: dict[EntryWrite, str] = {}
+        writes: list[Entry] = [w for _, a in answers.values() if a for w in a.writes]
+        failures: dict[Entry, str] = {}
         if writes:
             started = time.monotonic()
             failures = dict(await self.worker.call(lambda ipr: write_entries(ipr, writes)))
@@ -224,7 +225,7 @@ class EventEngine:
         for miss, answer in answers.values():
             self._report(miss, answer, failures)
 
-    def _report(self, miss: Miss, answer: Answer | None, failures: dict[EntryWrite, str]) -> None:
+    def _report(self, miss: Miss, answer: Answer | None, failures: dict[Entry, str]) -> None:
         row = self.misses.row(miss)
         failed = [failures[w] for w in (answer.writes if answer else ()) if w in failures]
         if answer is None:

@@ -11,33 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vxlan_evt.peers.table import IPAddress, PeerEndpoint, PeerTable
-
-
-@dataclass(frozen=True, slots=True)
-class NeighReplace:
-    """`ip neigh replace IP lladdr MAC dev IFINDEX nud permanent`."""
-
-    ifindex: int
-    ip: IPAddress
-    mac: str
-
-
-@dataclass(frozen=True, slots=True)
-class FdbReplace:
-    """`bridge fdb replace MAC dev IFINDEX dst VTEP self permanent`."""
-
-    ifindex: int
-    mac: str
-    vtep: IPAddress
-
-
-EntryWrite = NeighReplace | FdbReplace
+from vxlan_evt.reconcile import Entry, FdbEntry, NeighEntry
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
     peer: PeerEndpoint
-    writes: tuple[EntryWrite, ...]
+    writes: tuple[Entry, ...]
 
 
 def answer_l3_miss(table: PeerTable, *, vni: int, ifindex: int, ip: IPAddress) -> Answer | None:
@@ -46,7 +26,7 @@ def answer_l3_miss(table: PeerTable, *, vni: int, ifindex: int, ip: IPAddress) -
         return None
     return Answer(
         peer,
-        (NeighReplace(ifindex, peer.ip, peer.mac), FdbReplace(ifindex, peer.mac, peer.vtep)),
+        (NeighEntry(ifindex, peer.ip, peer.mac), FdbEntry(ifindex, peer.mac, peer.vtep)),
     )
 
 
@@ -54,4 +34,4 @@ def answer_l2_miss(table: PeerTable, *, vni: int, ifindex: int, mac: str) -> Ans
     peer = table.by_mac(vni, mac)
     if peer is None:
         return None
-    return Answer(peer, (FdbReplace(ifindex, peer.mac, peer.vtep),))
+    return Answer(peer, (FdbEntry(ifindex, peer.mac, peer.vtep),))
