@@ -11,7 +11,7 @@ from pyroute2 import NetNS
 
 from tests.integration.netns import Netns
 from vxlan_evt.netlink.entries import delete_entries, write_entries
-from vxlan_evt.reconcile import ZERO_MAC, FdbEntry, NeighEntry
+from vxlan_evt.reconcile import ZERO_MAC, Entry, FdbEntry, NeighEntry
 
 pytestmark = [
     pytest.mark.root,
@@ -33,7 +33,7 @@ def test_write_and_delete_entries(host: Netns) -> None:
     try:
         index = ipr.link_lookup(ifname="vx-5")[0]
         mac = "02:42:0a:05:00:09"
-        entries = [
+        entries: list[Entry] = [
             NeighEntry(index, ip_address("10.5.0.9"), mac),
             NeighEntry(index, ip_address("fd05::9"), mac),
             FdbEntry(index, mac, ip_address("192.0.2.2")),
