@@ -31,6 +31,7 @@ from vxlan_evt.netlink.listener import NetlinkListener
 from vxlan_evt.netlink.worker import NetlinkWorker
 from vxlan_evt.observer import DaemonObserver
 from vxlan_evt.peers.static import StaticPeers
+from vxlan_evt.peersync import PeerSync
 from vxlan_evt.service import DriverService
 from vxlan_evt.state import StateStore
 
@@ -94,6 +95,9 @@ async def run_daemon(
             await nursery.start(listener.run)
             engine.use_links(listener.decoder.links)
             await service.load_and_reconcile()
+            peer_sync = PeerSync(service, worker, metrics, lambda: peers.table)
+            await nursery.start(peer_sync.run)
+            service.on_change = peers.on_change = peer_sync.changed
             async with trio.open_nursery() as servers:
                 await servers.start(
                     partial(

@@ -43,6 +43,7 @@ class DriverService:
         self.store = store
         self.state = DriverState()
         self._lock = trio.Lock()
+        self.on_change: Callable[[], None] = lambda: None  # e.g. resync the peer table
         self.handlers: dict[str, Handler] = {
             "Plugin.Activate": self.activate,
             "NetworkDriver.GetCapabilities": self.get_capabilities,
@@ -76,6 +77,7 @@ class DriverService:
     async def commit(self, state: DriverState) -> None:
         await trio.to_thread.run_sync(self.store.save, state)
         self.state = state
+        self.on_change()
 
     # --- start-up -----------------------------------------------------------
 

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -40,6 +41,7 @@ class StaticPeers:
     """The current table of a peers file, or an empty one when no file was given."""
 
     def __init__(self, path: Path | None, *, poll_interval: float = 1.0) -> None:
+        self.on_change: Callable[[], None] = lambda: None
         self.path = path
         self.poll_interval = poll_interval
         self.table = load_peers_file(path) if path is not None else PeerTable()
@@ -67,6 +69,7 @@ class StaticPeers:
             )
             return False
         log.info("peers file reloaded path=%s peers=%d", self.path, len(self.table.endpoints))
+        self.on_change()
         return True
 
     async def watch(self) -> None:

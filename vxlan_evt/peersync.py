@@ -1,0 +1,164 @@
+"""Keep the kernel's FDB/neighbour entries in line with the peer table (pre-programming).
+
+The I/O shell around `reconcile`: it runs at start, whenever the peer table
+changes, and periodically (to repair entries someone deleted). It writes only
+through the netlink worker and deletes only entries it wrote itself; that set
+is persisted so a restarted daemon still knows what is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from ipaddress import ip_address
+
+import trio
+
+from vxlan_evt.metrics import Metrics
+from vxlan_evt.netlink.entries import delete_entries, write_entries
+from vxlan_evt.netlink.tables import read_kernel_tables
+from vxlan_evt.netlink.worker import NetlinkWorker
+from vxlan_evt.peers.table import IPAddress, PeerTable
+from vxlan_evt.reconcile import (
+    Device,
+    Entry,
+    FdbEntry,
+    NeighEntry,
+    SyncPlan,
+    desired_entries,
+    plan_sync,
+    present_entries,
+)
+from vxlan_evt.service import DriverService
+from vxlan_evt.state import NetworkRecord
+
+log = logging.getLogger(__name__)
+
+
+def encode_entries(entries: set[Entry]) -> bytes:
+    rows = [
+        {"kind": "fdb", "ifindex": e.ifindex, "mac": e.mac, "dst": str(e.dst)}
+        if isinstance(e, FdbEntry)
+        else {"kind": "neigh", "ifindex": e.ifindex, "ip": str(e.ip), "mac": e.mac}
+        for e in entries
+    ]
+    return json.dumps(sorted(rows, key=json.dumps), indent=1).encode()
+
+
+def decode_entries(data: bytes) -> set[Entry]:
+    entries: set[Entry] = set()
+    for row in json.loads(data):
+        if row["kind"] == "fdb":
+            entries.add(FdbEntry(row["ifindex"], row["mac"], ip_address(row["dst"])))
+        else:
+            entries.add(NeighEntry(row["ifindex"], ip_address(row["ip"]), row["mac"]))
+    return entries
+
+
+class PeerSync:
+    def __init__(
+        self,
+        service: DriverService,
+        worker: NetlinkWorker,
+        metrics: Metrics,
+        peers: Callable[[], PeerTable],
+        *,
+        preprogram: Callable[[NetworkRecord], bool] = lambda _record: True,
+        interval: float = 30.0,
+    ) -> None:
+        self.service = service
+        self.worker = worker
+        self.metrics = metrics
+        self.peers = peers
+        self.preprogram = preprogram
+        self.interval = interval
+        self.path = service.config.state_dir / "programmed.json"
+        self.owned: set[Entry] = set()
+        self.last_plan = SyncPlan(frozenset(), frozenset())
+        self._wake = trio.Event()
+
+    def changed(self) -> None:
+        """Ask for a sync soon (the peer table or our networks changed)."""
+        self._wake.set()
+
+    def _devices(self, links: dict[str, int]) -> list[Device]:
+        devices = []
+        for record in self.service.state.networks.values():
+            ifindex = links.get(record.vxlan_name)
+            if ifindex is None or not self.preprogram(record):
+                continue
+            devices.append(
+                Device(
+                    vni=record.vni,
+                    ifindex=ifindex,
+                    head_end_replication="Group" not in record.generic_options,
+                    local_vteps=self._local_vteps(record),
+                )
+            )
+        return devices
+
+    def _local_vteps(self, record: NetworkRecord) -> frozenset[IPAddress]:
+        source = record.generic_options.get("SrcAddr")
+        return frozenset({ip_address(source)}) if source else frozenset()
+
+    async def sync_once(self) -> SyncPlan:
+        tables = await read_kernel_tables()
+        links = {info.ifname: info.ifindex for info in tables.links if info.ifname}
+        devices = self._devices(links)
+        ifindexes = {d.ifindex for d in devices}
+        # Entries on devices that are gone (or no longer pre-programmed) are no longer ours.
+        self.owned = {e for e in self.owned if e.ifindex in ifindexes}
+        plan = plan_sync(
+            desired_entries(self.peers(), devices),
+            present_entries(tables.fdb, tables.neigh, ifindexes),
+            self.owned,
+        )
+        if plan:
+            writes, deletes = sorted(plan.write, key=repr), sorted(plan.delete, key=repr)
+            failed = await self.worker.call(
+                lambda ipr: write_entries(ipr, writes) + delete_entries(ipr, deletes)
+            )
+            failed_entries = {entry for entry, _ in failed}
+            for entry, reason in failed:
+                log.warning("peer sync could not program %s: %s", entry, reason)
+            self.owned = (self.owned | (plan.write - failed_entries)) - plan.delete
+            await trio.to_thread.run_sync(self._save)
+            log.info(
+                "peer sync wrote=%d deleted=%d failed=%d", len(writes), len(deletes), len(failed)
+            )
+        self.last_plan = plan
+        return plan
+
+    def _load(self) -> None:
+        try:
+            self.owned = decode_entries(self.path.read_bytes())
+        except FileNotFoundError:
+            self.owned = set()
+        except (ValueError, KeyError) as exc:
+            log.error("ignoring damaged %s: %s", self.path, exc)
+            self.owned = set()
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=".programmed-", dir=self.path.parent)
+        with os.fdopen(fd, "wb") as out:
+            out.write(encode_entries(self.owned))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.path)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.to_thread.run_sync(self._load)
+        await self.sync_once()
+        task_status.started()
+        while True:
+            with trio.move_on_after(self.interval):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            try:
+                await self.sync_once()
+            except OSError as exc:
+                log.error("peer sync failed, retrying: %s", exc)
