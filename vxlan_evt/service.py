@@ -104,7 +104,14 @@ class DriverService:
         return {"Implements": ["NetworkDriver"]}
 
     async def get_capabilities(self, _body: Mapping[str, Any]) -> dict[str, Any]:
-        return {"Scope": self.config.scope, "ConnectivityScope": self.config.scope}
+        """Data scope is always local; `--scope` is the connectivity scope.
+
+        Docker refuses every network of a driver whose data scope is global
+        unless the node is a swarm manager ("This node is not a swarm
+        manager"), and on swarm nodes legacy plugins must be local anyway. The
+        segment itself spans hosts, which is what ConnectivityScope says.
+        """
+        return {"Scope": "local", "ConnectivityScope": self.config.scope}
 
     async def no_op(self, _body: Mapping[str, Any]) -> dict[str, Any]:
         return {}

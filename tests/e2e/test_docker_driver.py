@@ -159,3 +159,31 @@ def test_plugin_restart_keeps_working(plugin_host: PluginHost) -> None:
     docker("network", "rm", "vxlan42")
     assert plugin_host.owned_links() == []
     assert re.match(r"10\.42\.0\.\d+", second)
+
+
+@pytest.fixture
+def global_plugin_host(
+    lab_factory: LabFactory, lab_fabric: Fabric, busybox_tar: Path, tmp_path: Path
+) -> Iterator[PluginHost]:
+    host = lab_factory("g1")
+    lab_fabric.attach(host)
+    busybox_image(host, busybox_tar)
+    plugin = PluginHost(host, tmp_path / "plugin.log", tmp_path / "state")
+    plugin.start("-scope", "global")  # the seed's spelling
+    try:
+        yield plugin
+    finally:
+        if plugin.process is not None:
+            plugin.stop()
+
+
+def test_global_scope_keeps_the_gateway_off_the_host(global_plugin_host: PluginHost) -> None:
+    plugin = global_plugin_host
+    plugin.host.docker(*WALKTHROUGH)
+    run_container(plugin, "c1")
+    assert "10.42.0.254" not in plugin.host.run(["ip", "addr", "show", "br-42"]).stdout
+    routes = plugin.host.docker("exec", "c1", "ip", "route").stdout
+    assert "default via 10.42.0.254" in routes
+    plugin.host.docker("rm", "-f", "c1")
+    plugin.host.docker("network", "rm", "vxlan42")
+    assert plugin.owned_links() == []

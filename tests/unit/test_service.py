@@ -60,7 +60,8 @@ def make_service(kernel: FakeKernel, state_dir: Path, **config: Any) -> DriverSe
 async def test_activate_and_capabilities(kernel: FakeKernel, tmp_path: Path) -> None:
     service = make_service(kernel, tmp_path, scope="global")
     assert await service.activate({}) == {"Implements": ["NetworkDriver"]}
-    assert await service.get_capabilities({}) == {"Scope": "global", "ConnectivityScope": "global"}
+    # Data scope global would need a swarm manager (checked with dockerd in tests/e2e).
+    assert await service.get_capabilities({}) == {"Scope": "local", "ConnectivityScope": "global"}
 
 
 async def test_create_network_builds_links_and_persists(kernel: FakeKernel, tmp_path: Path) -> None:
