@@ -1,0 +1,103 @@
+"""How the peer table is laid out in etcd, as pure encode/decode functions.
+
+Under the prefix (default `/vxlan-evt/v1/`):
+
+* `hosts/<host>` → `{"host", "vteps"}`, attached to the host's lease;
+* `endpoints/<vni>/<host>/<endpoint>` → `{"ip", "mac", "vtep", "host", "container"}`,
+  attached to the host's lease, so a dead host's endpoints vanish when its
+  lease expires;
+* `networks/<vni>` → `{"options"}`: the first host's network options, so
+  another host creating the same VNI differently gets a clear error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from vxlan_evt.peers.table import PeerEndpoint, PeerTable
+
+DEFAULT_PREFIX = "/vxlan-evt/v1/"
+
+# Options that legitimately differ between hosts of one segment.
+HOST_LOCAL_OPTIONS = frozenset(
+    {"VtepDev", "SrcAddr", "vxlanName", "bridgeName", "vxlanHardwareAddr",
+     "bridgeHardwareAddr", "vxlanTxQLen", "bridgeTXQLen", "vxlanMTU", "bridgeMTU",
+     "com.docker.network.driver.mtu"}
+)  # fmt: skip
+
+
+def endpoints_prefix(prefix: str) -> bytes:
+    return f"{prefix}endpoints/".encode()
+
+
+def endpoint_key(prefix: str, peer: PeerEndpoint) -> bytes:
+    return f"{prefix}endpoints/{peer.vni}/{peer.host}/{peer.container}".encode()
+
+
+def host_key(prefix: str, host: str) -> bytes:
+    return f"{prefix}hosts/{host}".encode()
+
+
+def network_key(prefix: str, vni: int) -> bytes:
+    return f"{prefix}networks/{vni}".encode()
+
+
+def encode_endpoint(peer: PeerEndpoint) -> bytes:
+    document = {
+        "ip": str(peer.ip),
+        "mac": peer.mac,
+        "vtep": str(peer.vtep),
+        "host": peer.host,
+        "container": peer.container,
+    }
+    return json.dumps(document, sort_keys=True).encode()
+
+
+def decode_endpoint(key: bytes, value: bytes) -> PeerEndpoint | None:
+    """A peer from one `endpoints/` key, or None for anything malformed (logged by the caller)."""
+    try:
+        vni = int(key.decode().rsplit("/endpoints/", 1)[1].split("/", 1)[0])
+        document = json.loads(value)
+        return PeerEndpoint(
+            vni=vni,
+            ip=ipaddress.ip_address(document["ip"]),
+            mac=str(document["mac"]).lower(),
+            vtep=ipaddress.ip_address(document["vtep"]),
+            source="etcd",
+            host=document.get("host"),
+            container=document.get("container"),
+        )
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def table_from(peers: Mapping[bytes, PeerEndpoint], local: Iterable[PeerEndpoint]) -> PeerTable:
+    """Everything etcd says, with this host's own endpoints (always known) last, so they win."""
+    return PeerTable.build([*peers.values(), *local])
+
+
+def shared_options(generic: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in sorted(generic.items()) if k not in HOST_LOCAL_OPTIONS}
+
+
+def encode_network(generic: Mapping[str, str]) -> bytes:
+    return json.dumps({"options": shared_options(generic)}, sort_keys=True).encode()
+
+
+def network_conflict(vni: int, mine: Mapping[str, str], published: bytes) -> str | None:
+    """A message naming every option that differs from the published network, or None."""
+    try:
+        theirs: dict[str, Any] = json.loads(published).get("options", {})
+    except ValueError:
+        return None
+    ours = shared_options(mine)
+    differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if not differing:
+        return None
+    details = ", ".join(
+        f"{k}={ours.get(k, '(unset)')} here but {theirs.get(k, '(unset)')} there" for k in differing
+    )
+    return f"VxlanId {vni} is already used across hosts with other options: {details}"
