@@ -1,3 +1,3 @@
-"""Shared fixtures: the lab rig (netns hosts with isolated dockerd) lives in tests/fixtures."""
+"""Shared fixtures: the lab rig (netns hosts with isolated dockerd) and a real etcd."""
 
-pytest_plugins = ["tests.fixtures.plugin"]
+pytest_plugins = ["tests.fixtures.plugin", "tests.fixtures.etcd"]
