@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 from functools import partial
 from pathlib import Path
 
@@ -22,15 +23,22 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from vxlan_evt.api.observe import create_observe_app
 from vxlan_evt.api.plugin import InFlight, create_plugin_app
+from vxlan_evt.arp import endpoint_ports
 from vxlan_evt.bus import EventBus
 from vxlan_evt.config import DaemonConfig
-from vxlan_evt.engine import EngineSettings, EventEngine
+from vxlan_evt.engine import AnsweredHook, EngineSettings, EventEngine
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.netlink.links import NetlinkKernel
 from vxlan_evt.netlink.listener import NetlinkListener
+from vxlan_evt.netlink.packets import ArpAnswerer, PacketSender
 from vxlan_evt.netlink.worker import NetlinkWorker
 from vxlan_evt.observer import DaemonObserver
+from vxlan_evt.ondemand import OnDemand, device_mode, network_mode
+from vxlan_evt.peers.etcd import EtcdPeers
+from vxlan_evt.peers.etcd_client import EtcdClient
+from vxlan_evt.peers.local import local_endpoints
 from vxlan_evt.peers.static import StaticPeers
+from vxlan_evt.peers.table import PeerTable
 from vxlan_evt.peersync import PeerSync
 from vxlan_evt.service import DriverService
 from vxlan_evt.state import StateStore
@@ -49,6 +57,36 @@ def hypercorn_config(binds: list[str], grace: float, name: str) -> HypercornConf
     return config
 
 
+def open_packet_sender(config: DaemonConfig) -> PacketSender | None:
+    """The socket for ARP answers; None when they are off or the socket is refused."""
+    if not config.arp_answer:
+        return None
+    try:
+        return PacketSender()
+    except OSError as exc:  # e.g. no CAP_NET_RAW: misses still get answered, 1 s slower
+        log.warning("ARP answers are off: cannot open a packet socket: %s", exc)
+        return None
+
+
+def miss_hooks(
+    engine: EventEngine,
+    service: DriverService,
+    sender: PacketSender | None,
+    ondemand: OnDemand,
+    metrics: Metrics,
+) -> tuple[AnsweredHook, ...]:
+    """After a miss is programmed: answer the waiting container first, then track the entry."""
+    hooks: list[AnsweredHook] = []
+    if sender is not None:
+
+        def ports(ifindex: int) -> list[str] | None:
+            return endpoint_ports(ifindex, engine.links, service.state)
+
+        hooks.append(ArpAnswerer(sender, lambda: engine.links, ports, metrics))
+    hooks.append(ondemand)
+    return tuple(hooks)
+
+
 async def wait_for_shutdown_signal(shutdown: trio.Event) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
@@ -61,6 +99,28 @@ def _prepare_socket_path(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def open_etcd_peers(config: DaemonConfig, service: DriverService) -> EtcdPeers | None:
+    if not config.etcd_endpoints:
+        return None
+    client = EtcdClient(
+        config.etcd_endpoints,
+        tls=config.etcd_tls,
+        username=config.etcd_username,
+        password=config.etcd_password,
+    )
+    return EtcdPeers(
+        client,
+        prefix=config.etcd_prefix,
+        host=config.hostname or socket.gethostname(),
+        lease_ttl=config.etcd_lease_ttl,
+        local=lambda: local_endpoints(
+            service.state,
+            host=config.hostname or socket.gethostname(),
+            advertise_address=config.advertise_address,
+        ),
+    )
+
+
 async def run_daemon(
     config: DaemonConfig,
     *,
@@ -69,18 +129,34 @@ async def run_daemon(
 ) -> None:
     """Run until `shutdown` is set (by SIGTERM/SIGINT unless the caller passes its own)."""
     shutdown = shutdown or trio.Event()
-    peers = StaticPeers(config.peers_file)  # a bad peers file stops start-up, clearly
+    static_peers = StaticPeers(config.peers_file)  # a bad peers file stops start-up, clearly
     worker = NetlinkWorker()
     metrics = Metrics()
     service = DriverService(config, NetlinkKernel(worker), StateStore(config.state_dir))
+    etcd = open_etcd_peers(config, service)
+
+    def peer_table() -> PeerTable:
+        if etcd is None:
+            return static_peers.table
+        return static_peers.table.merged(etcd.table)
+
     engine = EventEngine(
         EventBus(),
         worker,
         metrics,
-        lambda: peers.table,
+        peer_table,
         EngineSettings(log_events=config.log_events, populate=config.populate),
     )
-    observer = DaemonObserver(service, worker, engine, metrics, lambda: peers.table)
+    ondemand = OnDemand(
+        worker,
+        metrics,
+        lambda ifindex: device_mode(ifindex, engine.links, service.state.networks, config.resolve),
+        idle_timeout=config.idle_timeout,
+        path=config.state_dir / "ondemand.json",
+    )
+    sender = open_packet_sender(config)
+    engine.hooks = miss_hooks(engine, service, sender, ondemand, metrics)
+    observer = DaemonObserver(service, worker, engine, metrics, peer_table, ondemand=ondemand)
     in_flight = InFlight()
     sockets = [config.plugin_socket, config.api_socket]
     for path in sockets:
@@ -88,16 +164,33 @@ async def run_daemon(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(wait_for_shutdown_signal, shutdown)
-            nursery.start_soon(peers.watch)
+            nursery.start_soon(static_peers.watch)
             await nursery.start(worker.run)
             await nursery.start(engine.run_resolver)
             listener = NetlinkListener(engine.on_event, rcvbuf=config.netlink_rcvbuf)
             await nursery.start(listener.run)
             engine.use_links(listener.decoder.links)
             await service.load_and_reconcile()
-            peer_sync = PeerSync(service, worker, metrics, lambda: peers.table)
+            peer_sync = PeerSync(
+                service,
+                worker,
+                metrics,
+                peer_table,
+                preprogram=lambda record: network_mode(record, config.resolve) == "preprogram",
+            )
             await nursery.start(peer_sync.run)
-            service.on_change = peers.on_change = peer_sync.changed
+            await nursery.start(ondemand.run)
+            static_peers.on_change = peer_sync.changed
+            service.on_change = peer_sync.changed
+            if etcd is not None:
+                etcd.on_change = peer_sync.changed
+
+                def local_changed() -> None:
+                    etcd.local_changed()
+                    peer_sync.changed()
+
+                service.on_change = local_changed
+                await nursery.start(etcd.run)
             async with trio.open_nursery() as servers:
                 await servers.start(
                     partial(
@@ -130,7 +223,7 @@ async def run_daemon(
                     config.scope,
                     config.state_dir,
                     config.populate,
-                    len(peers.table.endpoints),
+                    len(peer_table().endpoints),
                 )
                 task_status.started(service)
                 await shutdown.wait()  # hypercorn stops accepting on the same event
@@ -141,4 +234,6 @@ async def run_daemon(
     finally:
         for path in sockets:
             path.unlink(missing_ok=True)
+        if sender is not None:
+            sender.close()
     log.info("stopped")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from vxlan_evt.config import (
 )
 from vxlan_evt.errors import VxlanEvtError
 from vxlan_evt.logs import setup_logging
+from vxlan_evt.options import RESOLVE_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +101,67 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="receive buffer of the event socket (default: 8 MiB)",
     )
+    serve.add_argument(
+        "--arp-answer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after programming an L3 miss, send the container an ARP reply / neighbour "
+        "advertisement so its first packet leaves at once instead of after ~1 s (default: on)",
+    )
+    serve.add_argument(
+        "--resolve",
+        choices=RESOLVE_MODES,
+        default="preprogram",
+        help="preprogram: write every peer's entries up front and keep them; on-demand: "
+        "write them on a miss and remove them when idle. A network's Resolve option "
+        "overrides it (default: preprogram)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=positive_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="on-demand entries the kernel has not used for this long are removed (default: 300)",
+    )
+    etcd = serve.add_argument_group("etcd peer backend (several hosts)")
+    etcd.add_argument(
+        "--etcd",
+        metavar="URL[,URL]",
+        type=lambda v: tuple(u for u in v.split(",") if u),
+        default=(),
+        help="etcd v3 endpoints, e.g. http://10.0.0.5:2379; without it peers come only "
+        "from this host and --peers",
+    )
+    etcd.add_argument("--etcd-prefix", default="/vxlan-evt/v1/", help="key prefix")
+    etcd.add_argument("--etcd-cert", help="client certificate (TLS)")
+    etcd.add_argument("--etcd-key", help="client key (TLS)")
+    etcd.add_argument("--etcd-ca", help="CA bundle (TLS)")
+    etcd.add_argument("--etcd-username")
+    etcd.add_argument("--etcd-password")
+    etcd.add_argument(
+        "--etcd-lease-ttl",
+        type=int,
+        default=10,
+        metavar="SECONDS",
+        help="a dead host's endpoints disappear from the others this long after it dies",
+    )
+    etcd.add_argument("--hostname", default="", help="this host's name in etcd")
+    etcd.add_argument(
+        "--advertise-address",
+        metavar="IP",
+        help="this host's VTEP address for networks without SrcAddr",
+    )
     return parser
+
+
+def positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of seconds")
+    return seconds
 
 
 def host_port(value: str) -> str:
@@ -125,7 +187,27 @@ def daemon_config(args: argparse.Namespace) -> DaemonConfig:
         populate=args.populate,
         log_events=args.log_events,
         netlink_rcvbuf=args.netlink_rcvbuf,
+        arp_answer=args.arp_answer,
+        resolve=args.resolve,
+        idle_timeout=args.idle_timeout,
+        etcd_endpoints=args.etcd,
+        etcd_prefix=args.etcd_prefix if args.etcd_prefix.endswith("/") else args.etcd_prefix + "/",
+        etcd_tls=etcd_tls(args),
+        etcd_username=args.etcd_username,
+        etcd_password=args.etcd_password,
+        etcd_lease_ttl=args.etcd_lease_ttl,
+        hostname=args.hostname or socket.gethostname(),
+        advertise_address=args.advertise_address,
     )
+
+
+def etcd_tls(args: argparse.Namespace) -> tuple[str, str, str] | None:
+    files = (args.etcd_cert, args.etcd_key, args.etcd_ca)
+    if not any(files):
+        return None
+    if not all(files):
+        raise SystemExit("vxlan-evt: --etcd-cert, --etcd-key and --etcd-ca go together")
+    return (args.etcd_cert, args.etcd_key, args.etcd_ca)
 
 
 def main(argv: list[str] | None = None) -> int:

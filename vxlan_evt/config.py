@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vxlan_evt.driver import Scope
+from vxlan_evt.options import ResolveMode
 
 DEFAULT_PLUGIN_SOCKET = Path("/run/docker/plugins/vxlan.sock")
 DEFAULT_STATE_DIR = Path("/var/lib/vxlan-evt")
@@ -31,6 +32,17 @@ class DaemonConfig:
     populate: bool = True  # answer misses from the peer table
     log_events: bool = True
     netlink_rcvbuf: int = DEFAULT_NETLINK_RCVBUF
+    arp_answer: bool = True  # after an L3 miss is programmed, tell the containers (no 1 s retry)
+    resolve: ResolveMode = "preprogram"  # default for networks without a Resolve option
+    idle_timeout: float = 300.0  # on-demand entries unused this long are removed
+    etcd_endpoints: tuple[str, ...] = ()  # empty: the embedded peer backend only
+    etcd_prefix: str = "/vxlan-evt/v1/"
+    etcd_tls: tuple[str, str, str] | None = None  # client cert, client key, CA
+    etcd_username: str | None = None
+    etcd_password: str | None = None
+    etcd_lease_ttl: int = 10
+    hostname: str = ""  # how this host names itself in etcd (default: the system hostname)
+    advertise_address: str | None = None  # this host's VTEP address when SrcAddr is not set
 
     @property
     def driver_name(self) -> str:

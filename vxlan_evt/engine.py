@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -39,6 +39,8 @@ from vxlan_evt.resolver import Answer, answer_l2_miss, answer_l3_miss
 log = logging.getLogger("vxlan_evt.events")
 
 Miss = L2Miss | L3Miss
+# Called with the misses whose entries are now in the kernel (ARP answers, on-demand tracking).
+AnsweredHook = Callable[[Sequence[tuple[Miss, Answer]]], Awaitable[None]]
 
 
 class OwnershipView(Mapping[int | str, Owner]):
@@ -132,8 +134,11 @@ class EventEngine:
         metrics: Metrics,
         peers: Callable[[], PeerTable],
         settings: EngineSettings = EngineSettings(),
+        *,
+        hooks: Sequence[AnsweredHook] = (),
     ) -> None:
         self.bus = bus
+        self.hooks = tuple(hooks)
         self.worker = worker
         self.metrics = metrics
         self.peers = peers
@@ -141,10 +146,12 @@ class EventEngine:
         self.misses = MissLedger()
         self.throttle = LogThrottle()
         self._owned: Mapping[int | str, Owner] = {}
+        self.links: Mapping[int, LinkInfo] = {}
         self._send, self._receive = trio.open_memory_channel[Miss](settings.resolver_queue)
 
     def use_links(self, links: Mapping[int, LinkInfo]) -> None:
         """Attribute events through this live link table (the listener's decoder's)."""
+        self.links = links
         self._owned = OwnershipView(links)
 
     def on_event(self, event: Any) -> None:
@@ -222,6 +229,16 @@ class EventEngine:
             started = time.monotonic()
             failures = dict(await self.worker.call(lambda ipr: write_entries(ipr, writes)))
             self.metrics.netlink_write_seconds.observe(time.monotonic() - started)
+        written = [
+            (miss, answer)
+            for miss, answer in answers.values()
+            if answer is not None and not any(w in failures for w in answer.writes)
+        ]
+        for hook in self.hooks if written else ():
+            try:
+                await hook(written)
+            except Exception:  # a hook must never stop the resolver
+                log.exception("answered-miss hook %r failed", hook)
         for miss, answer in answers.values():
             self._report(miss, answer, failures)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -39,6 +39,23 @@ class Metrics:
             "vxlan_evt_netlink_write_seconds",
             "Time to program one batch of FDB/neighbour entries",
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.arp_answers = Counter(
+            "vxlan_evt_arp_answers",
+            "ARP replies / neighbour advertisements sent into containers after an L3 miss "
+            "was programmed, by family and result: sent, failed, no_port (no container veth)",
+            ["family", "result"],
+            registry=self.registry,
+        )
+        self.ondemand_entries = Gauge(
+            "vxlan_evt_ondemand_entries",
+            "Peers programmed on demand (from a miss) and not yet evicted",
+            registry=self.registry,
+        )
+        self.ondemand_evictions = Counter(
+            "vxlan_evt_ondemand_evictions",
+            "On-demand entries removed because the kernel had not used them for the idle timeout",
             registry=self.registry,
         )
         self.plugin_call_seconds = Histogram(

@@ -13,6 +13,7 @@ from vxlan_evt.events import Owner, attribute
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.netlink.tables import link_rows, read_kernel_tables
 from vxlan_evt.netlink.worker import NetlinkWorker
+from vxlan_evt.ondemand import OnDemand, network_mode
 from vxlan_evt.peers.table import PeerTable
 from vxlan_evt.service import DriverService
 
@@ -37,6 +38,8 @@ class DaemonObserver:
         metrics: Metrics,
         peers: Callable[[], PeerTable],
         netns: str | None = None,
+        *,
+        ondemand: OnDemand | None = None,
     ) -> None:
         self.service = service
         self.worker = worker
@@ -45,6 +48,7 @@ class DaemonObserver:
         self._metrics = metrics
         self._peers = peers
         self._netns = netns
+        self.ondemand = ondemand
         self.tables: Mapping[str, Table] = {
             "networks": self.networks,
             "endpoints": self.endpoints,
@@ -53,6 +57,7 @@ class DaemonObserver:
             "neigh": self.neigh,
             "peers": self.peers,
             "misses": self.misses,
+            "ondemand": self.ondemand_entries,
         }
 
     def metrics(self) -> bytes:
@@ -64,6 +69,7 @@ class DaemonObserver:
             row = dataclasses.asdict(record)
             row["options"] = row.pop("generic_options")
             row["scope"] = self.service.config.scope
+            row["resolve"] = network_mode(record, self.service.config.resolve)
             rows.append(row)
         return rows
 
@@ -90,7 +96,11 @@ class DaemonObserver:
         for event in tables.fdb:
             row = attribute(event, owned).to_dict()
             peer = table.by_mac(event.vni, event.mac) if event.vni is not None else None
-            if peer is not None and event.dst == peer.vtep:
+            if self.ondemand is not None and self.ondemand.holds(
+                event.ifindex, event.mac, event.dst
+            ):
+                row["source"] = "on-demand"
+            elif peer is not None and event.dst == peer.vtep:
                 row["source"] = "peer"
             elif event.state in {"REACHABLE", "STALE"}:
                 row["source"] = "learned"
@@ -108,3 +118,7 @@ class DaemonObserver:
 
     async def misses(self) -> list[dict[str, Any]]:
         return self.engine.misses.table()
+
+    async def ondemand_entries(self) -> list[dict[str, Any]]:
+        """Entries programmed from misses on on-demand devices, with age and kernel idle time."""
+        return await self.ondemand.rows() if self.ondemand is not None else []

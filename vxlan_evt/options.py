@@ -37,6 +37,9 @@ _IFNAME_EXPECTED = 'an interface name of 1..15 bytes without "/", ":", "%" or wh
 _MAC_EXPECTED = "a unicast MAC address like 02:42:ac:11:00:02"
 _IP_EXPECTED = "an IPv4 or IPv6 address like 192.0.2.10"
 _GROUP_EXPECTED = "a multicast address (224.0.0.0/4 or ff00::/8) like 239.1.1.1"
+ResolveMode = Literal["preprogram", "on-demand"]
+RESOLVE_MODES: tuple[ResolveMode, ...] = ("preprogram", "on-demand")
+_RESOLVE_EXPECTED = " or ".join(RESOLVE_MODES)
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _MAC = re.compile(r"[0-9a-f]{1,2}([:-])[0-9a-f]{1,2}(?:\1[0-9a-f]{1,2}){4}", re.IGNORECASE)
 
@@ -85,6 +88,7 @@ class NetworkOptions:
 
     bridge: BridgeSpec
     vxlan: VxlanSpec
+    resolve: ResolveMode | None = None  # how misses are answered; None: the daemon's --resolve
 
     @property
     def underlay_is_ipv6(self) -> bool:
@@ -204,6 +208,13 @@ def _parse_group(option: str, text: str) -> IPAddress:
     return address
 
 
+def parse_resolve_mode(option: str, text: str) -> ResolveMode:
+    """preprogram (entries from the peer table, kept) or on-demand (from misses, evicted idle)."""
+    if text.lower() not in RESOLVE_MODES:
+        raise InvalidOption(f"{option}: {_show(text)} is not a mode; expected {_RESOLVE_EXPECTED}")
+    return RESOLVE_MODES[RESOLVE_MODES.index(text.lower())]
+
+
 # --- the table -----------------------------------------------------------------
 
 
@@ -211,7 +222,7 @@ def _parse_group(option: str, text: str) -> IPAddress:
 class _Option:
     """Where an option lands and how its text is read."""
 
-    section: Literal["bridge", "vxlan"]
+    section: Literal["bridge", "vxlan", "network"]  # "network": a field of NetworkOptions
     field: str
     parse: Callable[[str, str], object]
     expected: str  # the allowed form, for the "empty value" message
@@ -252,6 +263,7 @@ _OPTIONS: dict[str, _Option] = {
     "Port": _ints("vxlan", "port", PORT_MIN, PORT_MAX),
     "PortLow": _ints("vxlan", "port_low", PORT_MIN, PORT_MAX),
     "PortHigh": _ints("vxlan", "port_high", PORT_MIN, PORT_MAX),
+    "Resolve": _Option("network", "resolve", parse_resolve_mode, _RESOLVE_EXPECTED),
 }
 OPTION_NAMES: tuple[str, ...] = tuple(_OPTIONS)
 # Docker's conventional MTU option; an alias of bridgeMTU (checked for conflicts).
@@ -338,7 +350,7 @@ def parse_network_options(
     Raises one `InvalidOption` listing every problem found, "; "-separated.
     """
     errors = [_unknown(key) for key in generic if key not in _OPTIONS and key not in _ALIASES]
-    fields: dict[str, dict[str, Any]] = {"bridge": {}, "vxlan": {}}
+    fields: dict[str, dict[str, Any]] = {"bridge": {}, "vxlan": {}, "network": {}}
     alias_mtu: int | None = None
     failed: set[str] = set()
     for name, option in (*_OPTIONS.items(), *_ALIASES.items()):
@@ -373,6 +385,7 @@ def parse_network_options(
     options = NetworkOptions(
         bridge=BridgeSpec(**(bridge_kw | fields["bridge"])),
         vxlan=VxlanSpec(**(vxlan_kw | fields["vxlan"])),
+        **fields["network"],
     )
     errors += _combination_errors(options, alias_mtu, set(generic), names_known)
     if errors:

@@ -56,6 +56,7 @@ WHERE = {
     "Port": ("vxlan", "port"),
     "PortLow": ("vxlan", "port_low"),
     "PortHigh": ("vxlan", "port_high"),
+    "Resolve": ("network", "resolve"),
 }
 
 INT_RANGES = {
@@ -95,20 +96,21 @@ def error_of(generic: dict[str, object], vtepdev_override: str | None = None) ->
 
 def field(options: NetworkOptions, option: str) -> object:
     section, name = WHERE[option]
-    return getattr(getattr(options, section), name)
+    return getattr(options if section == "network" else getattr(options, section), name)
 
 
 # --- the table itself ------------------------------------------------------------
 
 
-def test_option_names_are_the_seed_names_in_seed_order() -> None:
-    assert SEED_NAMES == OPTION_NAMES
-    assert len(OPTION_NAMES) == 26
+def test_option_names_are_the_seed_names_in_seed_order_then_ours() -> None:
+    assert (*SEED_NAMES, "Resolve") == OPTION_NAMES
+    assert len(OPTION_NAMES) == 27
 
 
 def test_every_option_is_covered_by_these_tests() -> None:
     assert set(WHERE) == set(OPTION_NAMES)
     covered = {*INT_RANGES, *BOOL_OPTIONS, *IFNAME_OPTIONS, *MAC_OPTIONS, "SrcAddr", "Group"}
+    covered |= {"Resolve"}
     assert covered == set(OPTION_NAMES)
 
 
@@ -785,3 +787,31 @@ def test_parsing_does_not_mutate_the_input() -> None:
     generic: dict[str, object] = {"VxlanId": "42", "TTL": "5"}
     parse_network_options(generic, vtepdev_override="eth1")
     assert generic == {"VxlanId": "42", "TTL": "5"}
+
+
+# --- Resolve: how misses are answered (not a link attribute) -----------------------------
+
+
+def test_resolve_defaults_to_the_daemon_flag() -> None:
+    assert parse().resolve is None
+
+
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [("preprogram", "preprogram"), ("on-demand", "on-demand"), ("On-Demand", "on-demand")],
+)
+def test_resolve_modes(text: str, mode: str) -> None:
+    options = parse(Resolve=text)
+    assert options.resolve == mode
+    assert field(options, "Resolve") == mode
+
+
+@pytest.mark.parametrize("text", ["ondemand", "lazy", "1", "true"])
+def test_resolve_rejects_other_words(text: str) -> None:
+    message = error_of({"VxlanId": "42", "Resolve": text})
+    assert message == f'Resolve: "{text}" is not a mode; expected preprogram or on-demand'
+
+
+def test_resolve_misspelt_key_is_suggested() -> None:
+    message = error_of({"VxlanId": "42", "resolve": "on-demand"})
+    assert message == 'unknown option "resolve"; did you mean "Resolve"?'

@@ -25,7 +25,7 @@ DEFAULT_PREFIX = "/vxlan-evt/v1/"
 HOST_LOCAL_OPTIONS = frozenset(
     {"VtepDev", "SrcAddr", "vxlanName", "bridgeName", "vxlanHardwareAddr",
      "bridgeHardwareAddr", "vxlanTxQLen", "bridgeTXQLen", "vxlanMTU", "bridgeMTU",
-     "com.docker.network.driver.mtu"}
+     "com.docker.network.driver.mtu", "Resolve"}
 )  # fmt: skip
 
 

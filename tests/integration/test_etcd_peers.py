@@ -1,0 +1,183 @@
+"""Peers through a real etcd: two netns hosts, each with its own daemon.
+
+etcd runs inside host A's namespace on its underlay address, so daemon B
+reaches it over the underlay like a real cluster member would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.etcd import EtcdServer, find_etcd
+from tests.fixtures.plugin import require
+from tests.integration.daemon import DaemonProcess
+from tests.integration.netns import VxlanHost, add_underlay, namespaces
+from tests.integration.test_preprogram import NET, join_container
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and links"),
+]
+
+LEASE_TTL = 3
+
+
+class NetnsEtcd(EtcdServer):
+    """etcd inside a network namespace, listening on one of its addresses."""
+
+    def __init__(self, netns: str, address: str) -> None:
+        super().__init__(binary=find_etcd() or "etcd")
+        self.netns, self.address = netns, address
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.client_port}"
+
+    def command(self) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, *super().command()]
+
+    def healthy(self) -> bool:
+        probe = subprocess.run(
+            ["ip", "netns", "exec", self.netns, "etcdctl", f"--endpoints={self.url}",
+             "--dial-timeout=1s", "endpoint", "health"],
+            capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"},
+        )  # fmt: skip
+        return probe.returncode == 0
+
+
+def network_request(host: VxlanHost) -> dict[str, object]:
+    return {
+        "NetworkID": NET,
+        "Options": {
+            "com.docker.network.generic": {
+                "VxlanId": "42",
+                "VtepDev": "ul0",
+                "SrcAddr": host.underlay_ip,
+                "L3miss": "true",
+                "L2miss": "true",
+                "Proxy": "true",
+                "Learning": "false",
+            }
+        },
+        "IPv4Data": [{"Pool": "192.168.42.0/24", "Gateway": "192.168.42.254/24"}],
+    }
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class Cluster:
+    def __init__(self, hosts: list[VxlanHost], etcd: NetnsEtcd, tmp_path: Path) -> None:
+        self.hosts, self.etcd, self.tmp_path = hosts, etcd, tmp_path
+        self.daemons: list[DaemonProcess] = []
+
+    def start_daemon(self, host: VxlanHost) -> DaemonProcess:
+        workdir = self.tmp_path / f"d{host.n}"
+        workdir.mkdir(exist_ok=True)
+        daemon = DaemonProcess(
+            host.host.name, workdir,
+            "--etcd", self.etcd.url, "--hostname", f"host{host.n}",
+            "--etcd-lease-ttl", str(LEASE_TTL),
+        ).start()  # fmt: skip
+        self.daemons.append(daemon)
+        return daemon
+
+    def fdb(self, host: VxlanHost) -> str:
+        return host.host.bridge("fdb", "show", "dev", "vx-42")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    if find_etcd() is None:
+        require(["etcd binary (apt-get install etcd-server)"])
+    with namespaces("ea", "eca", "eb", "ecb") as (ha, ca, hb, cb):
+        a, b = VxlanHost(ha, ca, 1, 42), VxlanHost(hb, cb, 2, 42)
+        add_underlay(a, b)
+        etcd = NetnsEtcd(ha.name, a.underlay_ip)
+        etcd.start()
+        cluster = Cluster([a, b], etcd, tmp_path)
+        try:
+            for host in (a, b):
+                daemon = cluster.start_daemon(host)
+                daemon.ok("NetworkDriver.CreateNetwork", network_request(host))
+                join_container(host, daemon, f"{host.n}" * 64)
+            yield cluster
+        finally:
+            for daemon in cluster.daemons:
+                daemon.stop(signal.SIGKILL)
+            etcd.close()
+
+
+def programmed(cluster: Cluster, on: VxlanHost, of: VxlanHost) -> bool:
+    return f"{of.container_mac} dst {of.underlay_ip} self permanent" in cluster.fdb(on)
+
+
+def test_endpoints_travel_through_etcd_and_the_first_ping_is_fast(cluster: Cluster) -> None:
+    a, b = cluster.hosts
+    assert wait_until(lambda: programmed(cluster, a, b) and programmed(cluster, b, a))
+    assert f"{b.container_ip} lladdr {b.container_mac} PERMANENT" in a.host.ip(
+        "neigh", "show", "dev", "vx-42"
+    )
+    ping = subprocess.run(
+        ["ip", "netns", "exec", a.container.name, "ping", "-c", "1", "-W", "2", b.container_ip],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert ping.returncode == 0, ping.stdout
+    peers = cluster.daemons[0].get("peers")
+    assert {p["host"] for p in peers} == {"host1", "host2"}
+
+
+def test_a_removed_endpoint_leaves_every_host(cluster: Cluster) -> None:
+    a, b = cluster.hosts
+    assert wait_until(lambda: programmed(cluster, b, a))
+    cluster.daemons[0].ok("NetworkDriver.Leave", {"NetworkID": NET, "EndpointID": "1" * 64})
+    cluster.daemons[0].ok(
+        "NetworkDriver.DeleteEndpoint", {"NetworkID": NET, "EndpointID": "1" * 64}
+    )
+    assert wait_until(lambda: not programmed(cluster, b, a)), cluster.fdb(b)
+
+
+def test_a_dead_host_disappears_after_its_lease(cluster: Cluster) -> None:
+    a, b = cluster.hosts
+    assert wait_until(lambda: programmed(cluster, b, a))
+    cluster.daemons[0].stop(signal.SIGKILL)
+    killed = time.monotonic()
+    assert wait_until(lambda: not programmed(cluster, b, a), timeout=LEASE_TTL * 4)
+    print(f"dead host's entries gone after {time.monotonic() - killed:.1f} s (TTL {LEASE_TTL} s)")
+
+
+def test_etcd_down_keeps_traffic_and_converges_after(cluster: Cluster) -> None:
+    a, b = cluster.hosts
+    assert wait_until(lambda: programmed(cluster, a, b))
+    cluster.etcd.stop()
+    time.sleep(LEASE_TTL)  # long enough for keepalives to fail
+    assert programmed(cluster, a, b)  # the datapath keeps what it had
+    ping = subprocess.run(
+        ["ip", "netns", "exec", a.container.name, "ping", "-c", "1", "-W", "2", b.container_ip],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert ping.returncode == 0
+    # Meanwhile host B gets a new endpoint; once etcd is back, A learns it.
+    b.container.ip("addr", "add", "192.168.42.12/24", "dev", "eth0")
+    cluster.daemons[1].ok(
+        "NetworkDriver.CreateEndpoint",
+        {"NetworkID": NET, "EndpointID": "7" * 64,
+         "Interface": {"Address": "192.168.42.12/24", "MacAddress": "02:42:c0:a8:2a:0c"}},
+    )  # fmt: skip
+    cluster.etcd.start()
+    assert wait_until(
+        lambda: "02:42:c0:a8:2a:0c dst 10.99.0.2 self permanent" in cluster.fdb(a), timeout=30
+    ), cluster.fdb(a) + cluster.daemons[0].log()
