@@ -10,14 +10,12 @@ import json
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.integration.daemon import DaemonProcess
+from tests.integration.daemon import DaemonProcess, wait_for
 from tests.integration.netns import VxlanHost, two_hosts
 
 pytestmark = [
@@ -45,15 +43,6 @@ def peers_file(path: Path, other: VxlanHost) -> Path:
 def start(host: VxlanHost, workdir: Path, *args: str) -> DaemonProcess:
     workdir.mkdir()
     return DaemonProcess(host.host.name, workdir, *args).start()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def ping(host: VxlanHost, address: str, count: int = 3) -> subprocess.CompletedProcess[str]:

@@ -10,14 +10,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.etcd import EtcdServer, find_etcd
 from tests.fixtures.plugin import require
-from tests.integration.daemon import DaemonProcess
+from tests.integration.daemon import DaemonProcess, wait_for
 from tests.integration.netns import VxlanHost, add_underlay, namespaces
 from tests.integration.test_preprogram import NET, join_container
 
@@ -70,15 +70,6 @@ def network_request(host: VxlanHost) -> dict[str, object]:
     }
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 class Cluster:
     def __init__(self, hosts: list[VxlanHost], etcd: NetnsEtcd, tmp_path: Path) -> None:
         self.hosts, self.etcd, self.tmp_path = hosts, etcd, tmp_path
@@ -127,7 +118,7 @@ def programmed(cluster: Cluster, on: VxlanHost, of: VxlanHost) -> bool:
 
 def test_endpoints_travel_through_etcd_and_the_first_ping_is_fast(cluster: Cluster) -> None:
     a, b = cluster.hosts
-    assert wait_until(lambda: programmed(cluster, a, b) and programmed(cluster, b, a))
+    assert wait_for(lambda: programmed(cluster, a, b) and programmed(cluster, b, a), timeout=15)
     assert f"{b.container_ip} lladdr {b.container_mac} PERMANENT" in a.host.ip(
         "neigh", "show", "dev", "vx-42"
     )
@@ -142,26 +133,26 @@ def test_endpoints_travel_through_etcd_and_the_first_ping_is_fast(cluster: Clust
 
 def test_a_removed_endpoint_leaves_every_host(cluster: Cluster) -> None:
     a, b = cluster.hosts
-    assert wait_until(lambda: programmed(cluster, b, a))
+    assert wait_for(lambda: programmed(cluster, b, a), timeout=15)
     cluster.daemons[0].ok("NetworkDriver.Leave", {"NetworkID": NET, "EndpointID": "1" * 64})
     cluster.daemons[0].ok(
         "NetworkDriver.DeleteEndpoint", {"NetworkID": NET, "EndpointID": "1" * 64}
     )
-    assert wait_until(lambda: not programmed(cluster, b, a)), cluster.fdb(b)
+    assert wait_for(lambda: not programmed(cluster, b, a), timeout=15), cluster.fdb(b)
 
 
 def test_a_dead_host_disappears_after_its_lease(cluster: Cluster) -> None:
     a, b = cluster.hosts
-    assert wait_until(lambda: programmed(cluster, b, a))
+    assert wait_for(lambda: programmed(cluster, b, a), timeout=15)
     cluster.daemons[0].stop(signal.SIGKILL)
     killed = time.monotonic()
-    assert wait_until(lambda: not programmed(cluster, b, a), timeout=LEASE_TTL * 4)
+    assert wait_for(lambda: not programmed(cluster, b, a), timeout=LEASE_TTL * 4)
     print(f"dead host's entries gone after {time.monotonic() - killed:.1f} s (TTL {LEASE_TTL} s)")
 
 
 def test_etcd_down_keeps_traffic_and_converges_after(cluster: Cluster) -> None:
     a, b = cluster.hosts
-    assert wait_until(lambda: programmed(cluster, a, b))
+    assert wait_for(lambda: programmed(cluster, a, b), timeout=15)
     cluster.etcd.stop()
     time.sleep(LEASE_TTL)  # long enough for keepalives to fail
     assert programmed(cluster, a, b)  # the datapath keeps what it had
@@ -178,6 +169,6 @@ def test_etcd_down_keeps_traffic_and_converges_after(cluster: Cluster) -> None:
          "Interface": {"Address": "192.168.42.12/24", "MacAddress": "02:42:c0:a8:2a:0c"}},
     )  # fmt: skip
     cluster.etcd.start()
-    assert wait_until(
+    assert wait_for(
         lambda: "02:42:c0:a8:2a:0c dst 10.99.0.2 self permanent" in cluster.fdb(a), timeout=30
     ), cluster.fdb(a) + cluster.daemons[0].log()

@@ -19,14 +19,13 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from ipaddress import IPv6Address, ip_address
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.integration.daemon import DaemonProcess
+from tests.integration.daemon import DaemonProcess, wait_for
 from tests.integration.netns import Netns, VxlanHost, add_underlay, namespaces, two_hosts
 from tests.integration.test_preprogram import NET, join_container
 
@@ -80,15 +79,6 @@ def first_rtt(netns: Netns, address: str) -> float:
     found = re.search(r"time=([0-9.]+) ms", result.stdout)
     assert found, result.stdout + result.stderr
     return float(found.group(1))
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def add_container(host: VxlanHost, netns: Netns, port: str, n: int) -> str:

@@ -13,13 +13,12 @@ import os
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon import DaemonProcess
+from tests.integration.daemon import DaemonProcess, wait_for
 from tests.integration.netns import VxlanHost, add_underlay, namespaces
 
 pytestmark = [
@@ -93,15 +92,6 @@ def peer_of(host: VxlanHost) -> dict[str, str]:
     return {"ip": host.container_ip, "mac": host.container_mac, "vtep": host.underlay_ip}
 
 
-def wait_until(predicate: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_entries_exist_before_the_first_packet_and_it_is_fast(
     hosts: tuple[tuple[VxlanHost, DaemonProcess], ...],
 ) -> None:
@@ -136,7 +126,7 @@ def test_a_peer_leaving_the_table_takes_only_our_entries_with_it(
     def gone() -> bool:
         return b.container_mac not in a.host.bridge("fdb", "show", "dev", "vx-42")
 
-    assert wait_until(gone), a.host.bridge("fdb", "show", "dev", "vx-42")
+    assert wait_for(gone), a.host.bridge("fdb", "show", "dev", "vx-42")
     assert b.container_ip not in a.host.ip("neigh", "show", "dev", "vx-42")
     assert foreign in a.host.bridge("fdb", "show", "dev", "vx-42")
 
