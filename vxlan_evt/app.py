@@ -27,6 +27,8 @@ from vxlan_evt.arp import endpoint_ports
 from vxlan_evt.bus import EventBus
 from vxlan_evt.config import DaemonConfig
 from vxlan_evt.engine import AnsweredHook, EngineSettings, EventEngine
+from vxlan_evt.ipam_service import IpamService
+from vxlan_evt.ipam_store import EtcdIpamStore, IpamStore, LocalIpamStore
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.netlink.links import NetlinkKernel
 from vxlan_evt.netlink.listener import NetlinkListener
@@ -134,6 +136,15 @@ async def run_daemon(
     metrics = Metrics()
     service = DriverService(config, NetlinkKernel(worker), StateStore(config.state_dir))
     etcd = open_etcd_peers(config, service)
+    ipam_store: IpamStore = (
+        EtcdIpamStore(etcd.client, config.etcd_prefix)
+        if etcd is not None
+        else LocalIpamStore(config.state_dir)
+    )
+    # One socket, one driver name: `--ipam-driver vxlan` reaches the same daemon.
+    service.handlers.update(
+        IpamService(ipam_store, config.hostname or socket.gethostname()).handlers
+    )
 
     def peer_table() -> PeerTable:
         if etcd is None:

@@ -101,7 +101,10 @@ class DriverService:
     # --- Docker methods -----------------------------------------------------
 
     async def activate(self, _body: Mapping[str, Any]) -> dict[str, Any]:
-        return {"Implements": ["NetworkDriver"]}
+        implements = ["NetworkDriver"]
+        if "IpamDriver.RequestPool" in self.handlers:
+            implements.append("IpamDriver")
+        return {"Implements": implements}
 
     async def get_capabilities(self, _body: Mapping[str, Any]) -> dict[str, Any]:
         """Data scope is always local; `--scope` is the connectivity scope.

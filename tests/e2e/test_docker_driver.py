@@ -187,3 +187,23 @@ def test_global_scope_keeps_the_gateway_off_the_host(global_plugin_host: PluginH
     plugin.host.docker("rm", "-f", "c1")
     plugin.host.docker("network", "rm", "vxlan42")
     assert plugin.owned_links() == []
+
+
+def test_our_ipam_driver_allocates_from_the_ip_range(plugin_host: PluginHost) -> None:
+    docker = plugin_host.host.docker
+    docker(
+        "network", "create", "-d", "vxlan", "--ipam-driver", "vxlan",
+        "-o", "VxlanId=43", "-o", "VtepDev=eth1",
+        "--subnet=10.43.0.0/24", "--ip-range=10.43.0.64/28", "--gateway=10.43.0.1", "vxlan43",
+    )  # fmt: skip
+    for name in ("i1", "i2"):
+        docker("run", "-d", "--name", name, "--net", "vxlan43", BUSYBOX_IMAGE, "sleep", "3600")
+    addresses = []
+    for name in ("i1", "i2"):
+        networks = json.loads(docker("inspect", name).stdout)[0]["NetworkSettings"]["Networks"]
+        addresses.append(networks["vxlan43"]["IPAddress"])
+    assert addresses == ["10.43.0.64", "10.43.0.65"]
+    ping(plugin_host, "i1", addresses[1])
+    docker("rm", "-f", "i1", "i2")
+    docker("network", "rm", "vxlan43")
+    assert plugin_host.owned_links() == []
