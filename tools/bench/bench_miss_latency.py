@@ -1,0 +1,485 @@
+#!/usr/bin/env python3
+"""Miss -> entries programmed: how fast the daemon answers an L3 miss, against a minimal reactor.
+
+    /tmp/venv/bin/python tools/bench/bench_miss_latency.py --quick     # < 60 s
+    /tmp/venv/bin/python tools/bench/bench_miss_latency.py             # 10 s per rate
+    /tmp/venv/bin/python tools/bench/bench_miss_latency.py --rates 50,1000,5000 --duration 5 \\
+        --daemon-arg=--no-log-events
+
+Needs root. Builds one host netns (vx-42 with l2miss l3miss proxy nolearning on a veth
+underlay, bridge br-42) and a container netns behind the bridge, all `vxevt-b-*`, and
+deletes them on exit (also on Ctrl-C). From the container, `missgen.py` sends ARP
+requests at a steady rate R, each for a different peer IP of the peers file, so each one
+is a fresh L3 miss on vx-42. A netlink socket of ours in the host netns stamps
+(CLOCK_MONOTONIC) the arrival of the miss notification and of the RTM_NEWNEIGH for the
+neighbour entry (and the FDB entry) of that IP. Latency = notification time - send time.
+
+Two answerers, one after the other, on the same rig, the tables flushed before each run:
+* reference: `reactor.py`, a netlink loop writing lines into long-running
+  `ip -force -batch -` and `bridge -force -batch -` processes;
+* daemon: the real `python -m vxlan_evt serve --peers FILE` in the host netns (its
+  own defaults: event log lines, ARP answers into the container's veth).
+The ratio is daemon / reference (above 1: the daemon is slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from rig import MissRig, handle_sigterm, miss_rig, remove_stale  # noqa: E402
+from stats import Summary, format_ms, format_table, ns_to_ms, ratio, summarize  # noqa: E402
+from wire import (  # noqa: E402
+    AF_BRIDGE,
+    RTMGRP_NEIGH,
+    parse_neigh_messages,
+    peer_ip,
+    peer_mac,
+    write_peers_file,
+)
+
+from vxlan_evt.netlink.listener import open_netlink_socket  # noqa: E402
+
+PYTHON = sys.executable
+IDLE_S = 3.0  # a run ends when no answer arrived for this long after the last request
+CAP_S = 60.0  # or at the latest this long after the last request
+WARMUP = 50
+
+
+# --- watching the kernel ---------------------------------------------------------------------
+
+
+class Watcher:
+    """A thread stamping every neighbour notification of the host netns on arrival."""
+
+    def __init__(self, netns: str) -> None:
+        self._sock = open_netlink_socket(netns, groups=RTMGRP_NEIGH, rcvbuf=64 << 20)
+        self._sock.settimeout(0.1)
+        self.records: list[tuple[int, bytes]] = []
+        self.overflows = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        buffer = bytearray(1 << 16)
+        while not self._stop.is_set():
+            try:
+                size = self._sock.recv_into(buffer)
+            except TimeoutError:
+                continue
+            except OSError:  # ENOBUFS: notifications lost; the lost IPs count as "lost"
+                self.overflows += 1
+                continue
+            self.records.append((time.monotonic_ns(), bytes(buffer[:size])))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+
+@dataclass
+class Seen:
+    """First arrival (monotonic ns) of each notification kind, per peer IP."""
+
+    miss: dict[str, int] = field(default_factory=dict)
+    neigh: dict[str, int] = field(default_factory=dict)
+    fdb: dict[str, int] = field(default_factory=dict)
+
+    def add(self, t: int, data: bytes, ifindex: int, ip_of_mac: dict[str, str]) -> None:
+        for msg in parse_neigh_messages(data):
+            if msg.ifindex != ifindex:
+                continue
+            if msg.kind == "miss" and msg.ip is not None:
+                self.miss.setdefault(msg.ip, t)
+            elif msg.kind == "new" and msg.family == AF_BRIDGE and msg.mac in ip_of_mac:
+                self.fdb.setdefault(ip_of_mac[msg.mac], t)
+            elif msg.kind == "new" and msg.family != AF_BRIDGE and msg.ip is not None:
+                self.neigh.setdefault(msg.ip, t)
+
+
+# --- the answerers ---------------------------------------------------------------------------
+
+
+class Answerer:
+    """What answers the misses during a run: started before, stopped after."""
+
+    name = "answerer"
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def counters(self) -> dict[str, float]:
+        return {}
+
+
+def _terminate(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class Reference(Answerer):
+    name = "reference"
+
+    def __init__(self, rig: MissRig, peers: Path) -> None:
+        argv = rig.host.exec_argv(PYTHON, str(HERE / "reactor.py"), "--peers", str(peers))
+        self.process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            _terminate(self.process)
+            raise RuntimeError("reference reactor did not start")
+
+    def stop(self) -> None:
+        _terminate(self.process)
+
+
+_METRIC = re.compile(r"^([a-z_]+(?:\{[^}]*\})?) ([0-9.eE+-]+|NaN|\+Inf)$")
+WANTED = {
+    "writes": "vxlan_evt_netlink_write_seconds_count",
+    "write_seconds": "vxlan_evt_netlink_write_seconds_sum",
+    "answered": 'vxlan_evt_misses_total{result="answered",type="l3miss"}',
+    "dropped": "vxlan_evt_resolver_dropped_total",
+    "enobufs": "vxlan_evt_netlink_enobufs_total",
+    "arp_sent": 'vxlan_evt_arp_answers_total{family="ipv4",result="sent"}',
+}
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """The few counters of `WANTED` from a Prometheus text page (absent ones are 0)."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        found = _METRIC.match(line)
+        if found:
+            values[found.group(1)] = float(found.group(2))
+    return {key: values.get(name, 0.0) for key, name in WANTED.items()}
+
+
+class Daemon(Answerer):
+    name = "daemon"
+
+    def __init__(self, rig: MissRig, peers: Path, workdir: Path, extra: Sequence[str]) -> None:
+        self.api = workdir / "api.sock"
+        self.log_path = workdir / "daemon.log"
+        argv = rig.host.exec_argv(
+            PYTHON, "-m", "vxlan_evt", "serve",
+            "--plugin-socket", str(workdir / "plugins" / "vxlan.sock"),
+            "--state-dir", str(workdir / "state"),
+            "--api-socket", str(self.api),
+            "--peers", str(peers),
+            *extra,
+        )  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self._log: IO[bytes] = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _get(self, resource: str) -> str:
+        transport = httpx.HTTPTransport(uds=str(self.api))
+        with httpx.Client(transport=transport, timeout=10.0) as client:
+            response = client.get(f"http://observe/{resource}")
+        response.raise_for_status()
+        return response.text
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daemon exited early, see {self.log_path}")
+            with contextlib.suppress(httpx.HTTPError, OSError):
+                self._get("healthz")
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"daemon not ready after {timeout}s, see {self.log_path}")
+
+    def counters(self) -> dict[str, float]:
+        return parse_metrics(self._get("metrics"))
+
+    def stop(self) -> None:
+        _terminate(self.process)
+        self._log.close()
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    answerer: str
+    rate: float
+    sent: int
+    neigh_ms: Summary | None
+    both_ms: Summary | None
+    kernel_ms: Summary | None  # send -> miss notification
+    answer_ms: Summary | None  # miss notification -> neighbour entry
+    lost: int
+    achieved_rate: float
+    counters: dict[str, float]
+
+
+def run_once(
+    rig: MissRig, watcher: Watcher, answerer: Answerer, rate: float, count: int
+) -> RunResult:
+    """Flush vx-42, send `count` misses at `rate`, wait for the answers, measure."""
+    rig.flush_entries()
+    time.sleep(0.2)
+    before = answerer.counters()
+    cursor = len(watcher.records)
+    argv = rig.container.exec_argv(
+        PYTHON, str(HERE / "missgen.py"), "--rate", str(rate), "--count", str(count)
+    )
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=count / rate + 60)
+    if done.returncode != 0:
+        raise RuntimeError(f"missgen failed: {done.stderr.strip()}")
+    sent_ns: list[int] = json.loads(done.stdout)["sent_ns"]
+    ips = [peer_ip(i) for i in range(count)]
+    ip_of_mac = {peer_mac(i): peer_ip(i) for i in range(count)}
+    seen = Seen()
+    now = time.monotonic()
+    idle_since, cap = now, now + CAP_S
+    while True:
+        records = watcher.records[cursor:]
+        cursor += len(records)
+        for t, data in records:
+            seen.add(t, data, rig.vxlan_ifindex, ip_of_mac)
+        now = time.monotonic()
+        if records:
+            idle_since = now
+        complete = len(seen.neigh) >= count and len(seen.fdb) >= count
+        if complete or now - idle_since > IDLE_S or now > cap:
+            break
+        time.sleep(0.05)
+    after = answerer.counters()
+    neigh, both, kernel, answer = [], [], [], []
+    for ip, sent in zip(ips, sent_ns, strict=True):
+        if ip in seen.neigh:
+            neigh.append(seen.neigh[ip] - sent)
+            if ip in seen.miss:
+                answer.append(seen.neigh[ip] - seen.miss[ip])
+        if ip in seen.neigh and ip in seen.fdb:
+            both.append(max(seen.neigh[ip], seen.fdb[ip]) - sent)
+        if ip in seen.miss:
+            kernel.append(seen.miss[ip] - sent)
+    span = (sent_ns[-1] - sent_ns[0]) / 1e9 if count > 1 else 0.0
+    return RunResult(
+        answerer=answerer.name,
+        rate=rate,
+        sent=count,
+        neigh_ms=summarize(ns_to_ms(neigh)),
+        both_ms=summarize(ns_to_ms(both)),
+        kernel_ms=summarize(ns_to_ms(kernel)),
+        answer_ms=summarize(ns_to_ms(answer)),
+        lost=count - len(both),
+        achieved_rate=(count - 1) / span if span > 0 else 0.0,
+        counters={k: after[k] - before.get(k, 0.0) for k in after},
+    )
+
+
+# --- the whole benchmark ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def answering(answerer: Answerer) -> Iterator[Answerer]:
+    try:
+        yield answerer
+    finally:
+        answerer.stop()
+
+
+def measure(
+    rig: MissRig,
+    watcher: Watcher,
+    answerer: Answerer,
+    rates: Sequence[float],
+    duration: float,
+    progress: bool,
+) -> list[RunResult]:
+    """A discarded warm-up, then one run per rate."""
+    with answering(answerer):
+        run_once(rig, watcher, answerer, 200.0, WARMUP)
+        results = []
+        for rate in rates:
+            count = max(int(rate * duration), 20)
+            result = run_once(rig, watcher, answerer, rate, count)
+            if progress:
+                print(
+                    f"  {answerer.name:9} {rate:>6g}/s n={count:<6} "
+                    f"neigh p50/p99/max {format_ms(result.neigh_ms)} ms  lost {result.lost}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            results.append(result)
+        return results
+
+
+def report(reference: Sequence[RunResult], daemon: Sequence[RunResult]) -> str:
+    """The comparison table, the one-line verdict per rate, and where the time goes."""
+    rows = []
+    for ref, ours in zip(reference, daemon, strict=True):
+        p50 = ratio(ours.neigh_ms.p50, ref.neigh_ms.p50) if ours.neigh_ms and ref.neigh_ms else 0
+        p99 = ratio(ours.neigh_ms.p99, ref.neigh_ms.p99) if ours.neigh_ms and ref.neigh_ms else 0
+        rows.append(
+            [
+                f"{ref.rate:g}",
+                f"{ref.sent}",
+                format_ms(ref.neigh_ms),
+                format_ms(ours.neigh_ms),
+                f"{p50:.2f}x/{p99:.2f}x",
+                format_ms(ref.both_ms),
+                format_ms(ours.both_ms),
+                f"{ref.lost}/{ours.lost}",
+            ]
+        )
+    header = [
+        "rate/s", "n", "reference neigh", "daemon neigh", "ratio p50/p99",
+        "reference neigh+fdb", "daemon neigh+fdb", "lost ref/daemon",
+    ]  # fmt: skip
+    lines = [
+        "L3 miss -> entry programmed, ms (p50/p99/max), each request a fresh miss:",
+        format_table(header, rows),
+        "",
+    ]
+    for ref, ours in zip(reference, daemon, strict=True):
+        if ours.neigh_ms and ref.neigh_ms:
+            lines.append(
+                f"{ref.rate:>6g}/s: daemon p50/p99 {ours.neigh_ms.p50:.2f}/{ours.neigh_ms.p99:.2f} ms"
+                f" vs reference p50/p99 {ref.neigh_ms.p50:.2f}/{ref.neigh_ms.p99:.2f} ms"
+                f" -> ratio {ratio(ours.neigh_ms.p50, ref.neigh_ms.p50):.2f}x"
+                f"/{ratio(ours.neigh_ms.p99, ref.neigh_ms.p99):.2f}x"
+            )
+    lines += ["", "Where the time goes (ms, p50/p99/max):"]
+    rows = []
+    for ref, ours in zip(reference, daemon, strict=True):
+        c = ours.counters
+        writes = c.get("writes", 0.0)
+        rows.append(
+            [
+                f"{ref.rate:g}",
+                f"{ref.achieved_rate:.0f}/{ours.achieved_rate:.0f}",
+                format_ms(ours.kernel_ms),
+                format_ms(ref.answer_ms),
+                format_ms(ours.answer_ms),
+                f"{writes:.0f}",
+                f"{c.get('answered', 0.0) / writes:.1f}" if writes else "-",
+                f"{1000 * c.get('write_seconds', 0.0) / writes:.2f}" if writes else "-",
+                f"{c.get('dropped', 0.0):.0f}/{c.get('enobufs', 0.0):.0f}",
+            ]
+        )
+    header = [
+        "rate/s", "sent/s ref/daemon", "send->miss (kernel)", "miss->neigh ref",
+        "miss->neigh daemon", "daemon writes", "misses/write", "ms/write", "dropped/enobufs",
+    ]  # fmt: skip
+    lines.append(format_table(header, rows))
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="2 s per rate (< 60 s in all)")
+    parser.add_argument(
+        "--rates", default="50,200,1000", help="comma-separated miss rates per second"
+    )
+    parser.add_argument("--duration", type=float, help="seconds per rate (default 10, quick 2)")
+    parser.add_argument(
+        "--daemon-arg", action="append", default=[], help="extra `serve` flag (repeatable)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work dir (daemon log, peers file)"
+    )
+    parser.add_argument(
+        "--remove-stale", action="store_true", help="first delete leftover vxevt-b-* namespaces"
+    )
+    args = parser.parse_args(argv)
+    args.rate_list = [float(r) for r in args.rates.split(",") if r]
+    if args.duration is None:
+        args.duration = 2.0 if args.quick else 10.0
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    handle_sigterm()
+    if args.remove_stale:
+        print(f"removed: {remove_stale() or 'nothing'}", file=sys.stderr)
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="vxevt-b-miss-"))
+    count = max(max(int(r * args.duration), 20) for r in args.rate_list)
+    try:
+        peers = write_peers_file(workdir / "peers.json", max(count, WARMUP))
+        with miss_rig() as rig:
+            watcher = Watcher(rig.host.name)
+            try:
+                print(f"rig: host {rig.host.name}, container {rig.container.name}", file=sys.stderr)
+                reference = measure(
+                    rig, watcher, Reference(rig, peers), args.rate_list, args.duration, True
+                )
+                daemon = measure(
+                    rig,
+                    watcher,
+                    Daemon(rig, peers, workdir, args.daemon_arg),
+                    args.rate_list,
+                    args.duration,
+                    True,
+                )
+            finally:
+                watcher.close()
+            if watcher.overflows:
+                print(f"warning: watcher socket overflowed {watcher.overflows}x", file=sys.stderr)
+        print(report(reference, daemon))
+        flags = " ".join(args.daemon_arg) or "(defaults)"
+        print(
+            f"\ndaemon flags: {flags}; {os.cpu_count()} CPUs; "
+            f"took {time.monotonic() - started:.0f} s"
+        )
+    except KeyboardInterrupt:
+        print("interrupted; namespaces removed", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep:
+            print(f"work dir kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
