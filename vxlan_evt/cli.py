@@ -10,6 +10,7 @@ from pathlib import Path
 import trio
 
 from vxlan_evt import __version__
+from vxlan_evt.cli_verbs import add_verbs, run_verb
 from vxlan_evt.config import (
     DEFAULT_API_SOCKET,
     DEFAULT_NETLINK_RCVBUF,
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IP",
         help="this host's VTEP address for networks without SrcAddr",
     )
+    add_verbs(verbs)
     return parser
 
 
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"vxlan-evt: {exc}", file=sys.stderr)
             return 1
         return 0
-    return 2
+    return run_verb(args)
 
 
 if __name__ == "__main__":
