@@ -275,7 +275,7 @@ def report(rounds: Sequence[Round], count: int) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=(__doc__ or "").splitlines()[0],
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="one round (< 60 s)")

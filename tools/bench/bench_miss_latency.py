@@ -18,8 +18,19 @@ Two answerers, one after the other, on the same rig, the tables flushed before e
 * reference: `reactor.py`, a netlink loop writing lines into long-running
   `ip -force -batch -` and `bridge -force -batch -` processes;
 * daemon: the real `python -m vxlan_evt serve --peers FILE` in the host netns (its
-  own defaults: event log lines, ARP answers into the container's veth).
+  own defaults: event log lines, ARP answers into the container's veth; vx-42 is a
+  hand-made link, so nothing is pre-programmed and every request is a miss). Before
+  each run the bench waits until the daemon has digested the flush's notifications.
 The ratio is daemon / reference (above 1: the daemon is slower).
+
+Output: latency to the neighbour entry (and to both entries) per rate; "lost" = no
+answer seen by the end of the run (no notification for --idle seconds, at most 60 s
+after the last request), in brackets those without even a miss notification. Then the
+split send -> miss notification -> neighbour entry, as seen by our watcher thread (its
+wake-up is in both parts, for both answerers), the answered rate, and the daemon's
+own view: write batches and their time (/metrics), CPU per answered miss of its main
+thread (listener, decoding, logging, resolver, HTTP) and of its other threads (the
+netlink worker's pyroute2 calls), and misses dropped because its resolver queue was full.
 """
 
 from __future__ import annotations
@@ -60,8 +71,8 @@ from wire import (  # noqa: E402
 from vxlan_evt.netlink.listener import open_netlink_socket  # noqa: E402
 
 PYTHON = sys.executable
-IDLE_S = 3.0  # a run ends when no answer arrived for this long after the last request
-CAP_S = 60.0  # or at the latest this long after the last request
+IDLE_S = 10.0  # a run ends when no notification came for this long after the last request,
+CAP_S = 60.0  # or at the latest this long after it
 WARMUP = 50
 
 
@@ -132,6 +143,9 @@ class Answerer:
     def counters(self) -> dict[str, float]:
         return {}
 
+    def settle(self) -> None:
+        """Return once the answerer has digested what happened so far (e.g. a flush)."""
+
 
 def _terminate(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     if process.poll() is None:
@@ -168,16 +182,24 @@ WANTED = {
     "dropped": "vxlan_evt_resolver_dropped_total",
     "enobufs": "vxlan_evt_netlink_enobufs_total",
     "arp_sent": 'vxlan_evt_arp_answers_total{family="ipv4",result="sent"}',
+    "events": "vxlan_evt_events_total",  # summed over every type
 }
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """The few counters of `WANTED` from a Prometheus text page (absent ones are 0)."""
+    """The few counters of `WANTED` from a Prometheus text page (absent ones are 0).
+
+    A name without labels also matches the sum over all its labelled series.
+    """
     values: dict[str, float] = {}
     for line in text.splitlines():
         found = _METRIC.match(line)
         if found:
-            values[found.group(1)] = float(found.group(2))
+            name = found.group(1)
+            values[name] = float(found.group(2))
+            family = name.split("{", 1)[0]
+            if family != name:
+                values[family] = values.get(family, 0.0) + float(found.group(2))
     return {key: values.get(name, 0.0) for key, name in WANTED.items()}
 
 
@@ -226,7 +248,40 @@ class Daemon(Answerer):
         raise TimeoutError(f"daemon not ready after {timeout}s, see {self.log_path}")
 
     def counters(self) -> dict[str, float]:
-        return parse_metrics(self._get("metrics"))
+        return {**parse_metrics(self._get("metrics")), **self.cpu()}
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) of the whole process and of its main thread."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        pid = self.process.pid  # `ip netns exec` execs python: same pid
+
+        def seconds(path: str) -> float:
+            with open(path) as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+        try:
+            return {
+                "cpu_total": seconds(f"/proc/{pid}/stat"),
+                "cpu_main": seconds(f"/proc/{pid}/task/{pid}/stat"),
+            }
+        except OSError:
+            return {}
+
+    def settle(self, quiet: float = 0.3, timeout: float = 60.0) -> None:
+        """Wait until the daemon's event count stands still for `quiet` seconds.
+
+        A flush of N entries is 2N notifications the daemon decodes and logs;
+        without this the next run would measure that backlog too.
+        """
+        deadline = time.monotonic() + timeout
+        last = -1.0
+        while time.monotonic() < deadline:
+            events = parse_metrics(self._get("metrics"))["events"]
+            if events == last:
+                return
+            last = events
+            time.sleep(quiet)
 
     def stop(self) -> None:
         _terminate(self.process)
@@ -245,17 +300,25 @@ class RunResult:
     both_ms: Summary | None
     kernel_ms: Summary | None  # send -> miss notification
     answer_ms: Summary | None  # miss notification -> neighbour entry
-    lost: int
+    lost: int  # no neighbour + FDB answer seen by the end of the run
+    lost_no_miss: int  # ... of which the watcher saw no miss notification either
+    answer_rate: float  # answered / (last answer - first request), per second
     achieved_rate: float
     counters: dict[str, float]
 
 
 def run_once(
-    rig: MissRig, watcher: Watcher, answerer: Answerer, rate: float, count: int
+    rig: MissRig,
+    watcher: Watcher,
+    answerer: Answerer,
+    rate: float,
+    count: int,
+    idle: float = IDLE_S,
 ) -> RunResult:
     """Flush vx-42, send `count` misses at `rate`, wait for the answers, measure."""
     rig.flush_entries()
     time.sleep(0.2)
+    answerer.settle()
     before = answerer.counters()
     cursor = len(watcher.records)
     argv = rig.container.exec_argv(
@@ -279,7 +342,7 @@ def run_once(
         if records:
             idle_since = now
         complete = len(seen.neigh) >= count and len(seen.fdb) >= count
-        if complete or now - idle_since > IDLE_S or now > cap:
+        if complete or now - idle_since > idle or now > cap:
             break
         time.sleep(0.05)
     after = answerer.counters()
@@ -294,6 +357,9 @@ def run_once(
         if ip in seen.miss:
             kernel.append(seen.miss[ip] - sent)
     span = (sent_ns[-1] - sent_ns[0]) / 1e9 if count > 1 else 0.0
+    answered = {ip for ip in ips if ip in seen.neigh and ip in seen.fdb}
+    last = max((max(seen.neigh[ip], seen.fdb[ip]) for ip in answered), default=sent_ns[0])
+    answer_span = (last - sent_ns[0]) / 1e9
     return RunResult(
         answerer=answerer.name,
         rate=rate,
@@ -302,7 +368,9 @@ def run_once(
         both_ms=summarize(ns_to_ms(both)),
         kernel_ms=summarize(ns_to_ms(kernel)),
         answer_ms=summarize(ns_to_ms(answer)),
-        lost=count - len(both),
+        lost=count - len(answered),
+        lost_no_miss=sum(ip not in seen.miss for ip in ips if ip not in answered),
+        answer_rate=len(answered) / answer_span if answer_span > 0 else 0.0,
         achieved_rate=(count - 1) / span if span > 0 else 0.0,
         counters={k: after[k] - before.get(k, 0.0) for k in after},
     )
@@ -325,7 +393,7 @@ def measure(
     answerer: Answerer,
     rates: Sequence[float],
     duration: float,
-    progress: bool,
+    idle: float,
 ) -> list[RunResult]:
     """A discarded warm-up, then one run per rate."""
     with answering(answerer):
@@ -333,14 +401,14 @@ def measure(
         results = []
         for rate in rates:
             count = max(int(rate * duration), 20)
-            result = run_once(rig, watcher, answerer, rate, count)
-            if progress:
-                print(
-                    f"  {answerer.name:9} {rate:>6g}/s n={count:<6} "
-                    f"neigh p50/p99/max {format_ms(result.neigh_ms)} ms  lost {result.lost}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            result = run_once(rig, watcher, answerer, rate, count, idle)
+            print(
+                f"  {answerer.name:9} {rate:>6g}/s n={count:<6} "
+                f"neigh p50/p99/max {format_ms(result.neigh_ms)} ms  lost {result.lost}"
+                f" ({result.lost_no_miss} without a miss notification)",
+                file=sys.stderr,
+                flush=True,
+            )
             results.append(result)
         return results
 
@@ -360,12 +428,12 @@ def report(reference: Sequence[RunResult], daemon: Sequence[RunResult]) -> str:
                 f"{p50:.2f}x/{p99:.2f}x",
                 format_ms(ref.both_ms),
                 format_ms(ours.both_ms),
-                f"{ref.lost}/{ours.lost}",
+                f"{ref.lost} ({ref.lost_no_miss})/{ours.lost} ({ours.lost_no_miss})",
             ]
         )
     header = [
         "rate/s", "n", "reference neigh", "daemon neigh", "ratio p50/p99",
-        "reference neigh+fdb", "daemon neigh+fdb", "lost ref/daemon",
+        "reference neigh+fdb", "daemon neigh+fdb", "lost (no miss seen) ref/daemon",
     ]  # fmt: skip
     lines = [
         "L3 miss -> entry programmed, ms (p50/p99/max), each request a fresh miss:",
@@ -381,26 +449,45 @@ def report(reference: Sequence[RunResult], daemon: Sequence[RunResult]) -> str:
                 f"/{ratio(ours.neigh_ms.p99, ref.neigh_ms.p99):.2f}x"
             )
     lines += ["", "Where the time goes (ms, p50/p99/max):"]
+    rows = [
+        [
+            f"{ref.rate:g}",
+            f"{ref.achieved_rate:.0f}/{ours.achieved_rate:.0f}",
+            f"{ref.answer_rate:.0f}/{ours.answer_rate:.0f}",
+            format_ms(ref.kernel_ms),
+            format_ms(ours.kernel_ms),
+            format_ms(ref.answer_ms),
+            format_ms(ours.answer_ms),
+        ]
+        for ref, ours in zip(reference, daemon, strict=True)
+    ]
+    header = [
+        "rate/s", "sent/s ref/daemon", "answered/s ref/daemon", "send->miss ref",
+        "send->miss daemon", "miss->neigh ref", "miss->neigh daemon",
+    ]  # fmt: skip
+    lines += [format_table(header, rows), "", "Inside the daemon (its /metrics and /proc):"]
     rows = []
-    for ref, ours in zip(reference, daemon, strict=True):
+    for ours in daemon:
         c = ours.counters
-        writes = c.get("writes", 0.0)
+        writes, answered = c.get("writes", 0.0), c.get("answered", 0.0)
+        main_cpu = c.get("cpu_main", 0.0)
+        other_cpu = c.get("cpu_total", 0.0) - main_cpu
         rows.append(
             [
-                f"{ref.rate:g}",
-                f"{ref.achieved_rate:.0f}/{ours.achieved_rate:.0f}",
-                format_ms(ours.kernel_ms),
-                format_ms(ref.answer_ms),
-                format_ms(ours.answer_ms),
+                f"{ours.rate:g}",
+                f"{answered:.0f}",
                 f"{writes:.0f}",
-                f"{c.get('answered', 0.0) / writes:.1f}" if writes else "-",
+                f"{answered / writes:.1f}" if writes else "-",
                 f"{1000 * c.get('write_seconds', 0.0) / writes:.2f}" if writes else "-",
+                f"{1000 * main_cpu / answered:.2f}/{1000 * other_cpu / answered:.2f}"
+                if answered
+                else "-",
                 f"{c.get('dropped', 0.0):.0f}/{c.get('enobufs', 0.0):.0f}",
             ]
         )
     header = [
-        "rate/s", "sent/s ref/daemon", "send->miss (kernel)", "miss->neigh ref",
-        "miss->neigh daemon", "daemon writes", "misses/write", "ms/write", "dropped/enobufs",
+        "rate/s", "answered", "write batches", "misses/batch", "ms/batch",
+        "CPU ms/miss main/threads", "dropped/enobufs",
     ]  # fmt: skip
     lines.append(format_table(header, rows))
     return "\n".join(lines)
@@ -408,7 +495,7 @@ def report(reference: Sequence[RunResult], daemon: Sequence[RunResult]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=(__doc__ or "").splitlines()[0],
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="2 s per rate (< 60 s in all)")
@@ -418,6 +505,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds per rate (default 10, quick 2)")
     parser.add_argument(
         "--daemon-arg", action="append", default=[], help="extra `serve` flag (repeatable)"
+    )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=IDLE_S,
+        help="end a run when no notification came for this long after the last request "
+        f"(default {IDLE_S:g} s; runs end at the latest {CAP_S:g} s after it)",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the work dir (daemon log, peers file)"
@@ -449,17 +543,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             watcher = Watcher(rig.host.name)
             try:
                 print(f"rig: host {rig.host.name}, container {rig.container.name}", file=sys.stderr)
-                reference = measure(
-                    rig, watcher, Reference(rig, peers), args.rate_list, args.duration, True
-                )
-                daemon = measure(
-                    rig,
-                    watcher,
-                    Daemon(rig, peers, workdir, args.daemon_arg),
-                    args.rate_list,
-                    args.duration,
-                    True,
-                )
+                plan = (args.rate_list, args.duration, args.idle)
+                reference = measure(rig, watcher, Reference(rig, peers), *plan)
+                daemon = measure(rig, watcher, Daemon(rig, peers, workdir, args.daemon_arg), *plan)
             finally:
                 watcher.close()
             if watcher.overflows:
