@@ -30,7 +30,6 @@ from vxlan_evt.events import (
 )
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.netlink.decode import LinkInfo
-from vxlan_evt.netlink.entries import write_entries
 from vxlan_evt.netlink.worker import NetlinkWorker
 from vxlan_evt.peers.table import PeerTable
 from vxlan_evt.reconcile import Entry
@@ -227,7 +226,7 @@ class EventEngine:
         failures: dict[Entry, str] = {}
         if writes:
             started = time.monotonic()
-            failures = dict(await self.worker.call(lambda ipr: write_entries(ipr, writes)))
+            failures = dict(await self.worker.call(lambda nl: nl.entries.write(writes)))
             self.metrics.netlink_write_seconds.observe(time.monotonic() - started)
         written = [
             (miss, answer)

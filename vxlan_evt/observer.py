@@ -77,7 +77,7 @@ class DaemonObserver:
         return [dataclasses.asdict(e) for e in self.service.state.endpoints.values()]
 
     async def links(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self.worker.call(link_rows)
+        rows: list[dict[str, Any]] = await self.worker.call(lambda nl: link_rows(nl.route))
         return [{**row, **_owner_fields(row["alias"])} for row in rows]
 
     async def _owned(self) -> tuple[dict[int | str, Owner], Any]:

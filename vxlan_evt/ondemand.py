@@ -34,9 +34,8 @@ from vxlan_evt.errors import InvalidOption
 from vxlan_evt.events import L2Miss, L3Miss
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.netlink.decode import LinkInfo
-from vxlan_evt.netlink.entries import delete_entries
 from vxlan_evt.netlink.usage import KernelUsage, read_usage
-from vxlan_evt.netlink.worker import NetlinkWorker
+from vxlan_evt.netlink.worker import Netlink, NetlinkWorker
 from vxlan_evt.options import ResolveMode, parse_resolve_mode
 from vxlan_evt.peers.table import IPAddress
 from vxlan_evt.reconcile import Entry, FdbEntry, NeighEntry
@@ -186,13 +185,13 @@ class SweepResult:
 
 
 def _sweep_job(
-    ipr: Any, tracked: Sequence[Programmed], now: float, idle_timeout: float
+    netlink: Netlink, tracked: Sequence[Programmed], now: float, idle_timeout: float
 ) -> SweepResult:
     """Read, decide and delete in one go on the worker (writes cannot interleave)."""
-    usage = read_usage(ipr, {e.ifindex for e in tracked})
+    usage = read_usage(netlink.route, {e.ifindex for e in tracked})
     plan = plan_sweep(tracked, usage, now=now, idle_timeout=idle_timeout)
     doomed = [part for entry in plan.evict for part in entries_to_delete(entry, usage)]
-    return SweepResult(plan, tuple(delete_entries(ipr, doomed)))
+    return SweepResult(plan, tuple(netlink.entries.delete(doomed)))
 
 
 class OnDemand:
@@ -241,7 +240,7 @@ class OnDemand:
         if not tracked:
             return []
         ifindexes = {e.ifindex for e in tracked}
-        usage = await self.worker.call(lambda ipr: read_usage(ipr, ifindexes))
+        usage = await self.worker.call(lambda nl: read_usage(nl.route, ifindexes))
         now = self.clock()
         return [
             {
@@ -264,7 +263,7 @@ class OnDemand:
         if not tracked:
             return SweepResult(SweepPlan())
         now, timeout = self.clock(), self.idle_timeout
-        result = await self.worker.call(lambda ipr: _sweep_job(ipr, tracked, now, timeout))
+        result = await self.worker.call(lambda nl: _sweep_job(nl, tracked, now, timeout))
         failed = {(part.ifindex, part.mac) for part, _ in result.failures}
         for part, reason in result.failures:
             log.warning("on-demand eviction failed entry=%s: %s", part, reason)

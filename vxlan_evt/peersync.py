@@ -18,7 +18,6 @@ from ipaddress import ip_address
 import trio
 
 from vxlan_evt.metrics import Metrics
-from vxlan_evt.netlink.entries import delete_entries, write_entries
 from vxlan_evt.netlink.tables import read_kernel_tables
 from vxlan_evt.netlink.worker import NetlinkWorker
 from vxlan_evt.peers.table import IPAddress, PeerTable
@@ -119,7 +118,7 @@ class PeerSync:
         if plan:
             writes, deletes = sorted(plan.write, key=repr), sorted(plan.delete, key=repr)
             failed = await self.worker.call(
-                lambda ipr: write_entries(ipr, writes) + delete_entries(ipr, deletes)
+                lambda nl: nl.entries.write(writes) + nl.entries.delete(deletes)
             )
             failed_entries = {entry for entry, _ in failed}
             for entry, reason in failed:

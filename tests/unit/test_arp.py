@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests.unit.fake_netlink import FakeNetlink, FakeWorker, RecordingEntries
 from vxlan_evt.arp import (
     ETH_P_ARP,
     ETH_P_IPV6,
@@ -225,21 +225,6 @@ async def test_answerer_ignores_l2_misses_and_counts_missing_ports() -> None:
     assert hook.stats.no_port == 1
 
 
-class Worker:
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
-
-    async def call(self, job: Callable[[Any], Any]) -> Any:
-        return job(self)
-
-    def neigh(self, command: str, **kwargs: Any) -> None:
-        if self.fail:
-            raise OSError("refused")
-
-    def fdb(self, command: str, **kwargs: Any) -> None:
-        pass
-
-
 @pytest.mark.parametrize(("fail", "called"), [(False, 1), (True, 0)])
 async def test_engine_calls_hooks_only_for_written_answers(fail: bool, called: int) -> None:
     calls: list[list[tuple[Any, Answer]]] = []
@@ -252,7 +237,9 @@ async def test_engine_calls_hooks_only_for_written_answers(fail: bool, called: i
 
     engine = EventEngine(
         EventBus(),
-        Worker(fail),  # type: ignore[arg-type]
+        FakeWorker(
+            FakeNetlink(entries=RecordingEntries(refuse_writes="refused" if fail else None))
+        ),  # type: ignore[arg-type]
         Metrics(),
         lambda: PeerTable.build([PEER]),
         EngineSettings(log_events=False),

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
-from typing import Any
 
 import trio
 import trio.testing
 
+from tests.unit.fake_netlink import FakeWorker
 from vxlan_evt.bus import EventBus
 from vxlan_evt.engine import EngineSettings, EventEngine
 from vxlan_evt.events import L2Miss, L3Miss, LinkEvent
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.netlink.decode import LinkInfo
 from vxlan_evt.peers.table import PeerEndpoint, PeerTable
+from vxlan_evt.reconcile import FdbEntry, NeighEntry
 
 PEER = PeerEndpoint(
     vni=42,
@@ -25,33 +25,12 @@ PEER = PeerEndpoint(
 NET = "n" * 64
 
 
-class RecordingIPRoute:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def neigh(self, command: str, **kwargs: Any) -> None:
-        self.calls.append(("neigh " + command, kwargs))
-
-    def fdb(self, command: str, **kwargs: Any) -> None:
-        self.calls.append(("fdb " + command, kwargs))
-
-
-class RecordingWorker:
-    def __init__(self) -> None:
-        self.ipr = RecordingIPRoute()
-        self.jobs = 0
-
-    async def call(self, job: Callable[[Any], Any]) -> Any:
-        self.jobs += 1
-        return job(self.ipr)
-
-
 def link(ifindex: int, name: str, alias: str | None) -> LinkInfo:
     return LinkInfo(ifindex, name, "vxlan", 42, 1450, None, alias, "UNKNOWN", True, None)
 
 
-def make_engine(populate: bool = True) -> tuple[EventEngine, RecordingWorker]:
-    worker = RecordingWorker()
+def make_engine(populate: bool = True) -> tuple[EventEngine, FakeWorker]:
+    worker = FakeWorker()
     engine = EventEngine(
         EventBus(),
         worker,  # type: ignore[arg-type]
@@ -80,10 +59,10 @@ async def test_a_burst_of_one_miss_is_answered_with_one_batch() -> None:
         await run_resolver_until_idle(engine, nursery)
         nursery.cancel_scope.cancel()
     assert worker.jobs == 1
-    assert [c[0] for c in worker.ipr.calls] == ["neigh replace", "fdb replace"]
-    neigh, fdb = (c[1] for c in worker.ipr.calls)
-    assert neigh["dst"] == "192.168.42.2" and neigh["lladdr"] == PEER.mac and neigh["ifindex"] == 7
-    assert fdb["dst"] == "10.99.0.2" and fdb["flags"] == 0x02  # NTF_SELF: the vxlan FDB
+    assert worker.netlink.entries.calls == [
+        ("write", NeighEntry(7, ipaddress.ip_address("192.168.42.2"), PEER.mac)),
+        ("write", FdbEntry(7, PEER.mac, ipaddress.ip_address("10.99.0.2"))),
+    ]
     verdicts = [p.event for p in engine.bus.history() if p.event.type == "populate"]
     assert [(v.result, v.network_id, v.foreign) for v in verdicts] == [("answered", NET, False)]
     row = engine.misses.table()[0]
@@ -97,7 +76,7 @@ async def test_unknown_addresses_are_unanswered_and_write_nothing() -> None:
     async with trio.open_nursery() as nursery:
         await run_resolver_until_idle(engine, nursery)
         nursery.cancel_scope.cancel()
-    assert worker.ipr.calls == []
+    assert worker.netlink.entries.calls == []
     assert {r["subject"]: r["unanswered"] for r in engine.misses.table()} == {
         "192.168.42.99": 1,
         "02:00:00:00:00:99": 1,
@@ -110,7 +89,9 @@ async def test_l2_miss_programs_only_the_fdb() -> None:
     async with trio.open_nursery() as nursery:
         await run_resolver_until_idle(engine, nursery)
         nursery.cancel_scope.cancel()
-    assert [c[0] for c in worker.ipr.calls] == ["fdb replace"]
+    assert worker.netlink.entries.calls == [
+        ("write", FdbEntry(7, PEER.mac, ipaddress.ip_address("10.99.0.2")))
+    ]
 
 
 def test_populate_off_only_counts() -> None:

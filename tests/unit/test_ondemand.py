@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 import trio
 
+from tests.unit.fake_netlink import FakeNetlink, FakeWorker, RecordingEntries
 from vxlan_evt.cli import build_parser, daemon_config
 from vxlan_evt.events import L2Miss, L3Miss
 from vxlan_evt.metrics import Metrics
@@ -168,16 +168,9 @@ def cacheinfo(used: int, updated: int) -> dict[str, int]:
 class FakeIPRoute:
     def __init__(self, tables: dict[int, list[Message]]) -> None:
         self.tables = tables
-        self.deleted: list[tuple[str, dict[str, Any]]] = []
 
     def get_neighbours(self, family: int) -> list[Message]:
         return self.tables.get(family, [])
-
-    def neigh(self, command: str, **kwargs: Any) -> None:
-        self.deleted.append(("neigh " + command, kwargs))
-
-    def fdb(self, command: str, **kwargs: Any) -> None:
-        self.deleted.append(("fdb " + command, kwargs))
 
 
 def kernel(fdb_used: int, neigh_used: int = 40_000) -> FakeIPRoute:
@@ -214,34 +207,29 @@ def test_read_usage_takes_the_devices_own_entries_in_seconds() -> None:
 # --- the tracker -----------------------------------------------------------------------------
 
 
-class Worker:
-    def __init__(self, ipr: FakeIPRoute) -> None:
-        self.ipr = ipr
-
-    async def call(self, job: Callable[[Any], Any]) -> Any:
-        return job(self.ipr)
-
-
-def tracker(ipr: FakeIPRoute, mode: str = "on-demand") -> tuple[OnDemand, list[float], Metrics]:
+def tracker(
+    ipr: FakeIPRoute, mode: str = "on-demand", entries: RecordingEntries | None = None
+) -> tuple[OnDemand, list[float], Metrics, RecordingEntries]:
     now, metrics = [1000.0], Metrics()
+    worker = FakeWorker(FakeNetlink(ipr, entries))
     ondemand = OnDemand(
-        Worker(ipr),  # type: ignore[arg-type]
+        worker,  # type: ignore[arg-type]
         metrics,
         lambda _ifindex: mode,  # type: ignore[arg-type, return-value]
         idle_timeout=5.0,
         clock=lambda: now[0],
     )
-    return ondemand, now, metrics
+    return ondemand, now, metrics, worker.netlink.entries
 
 
 async def test_only_on_demand_devices_are_tracked() -> None:
-    ondemand, _, _ = tracker(kernel(0), mode="preprogram")
+    ondemand, _, _, _ = tracker(kernel(0), mode="preprogram")
     await ondemand([(L3Miss(7, "vx-42", 42, IP), Answer(PEER, ()))])
     assert ondemand.tracked == {}
 
 
 async def test_an_l2_answer_then_an_l3_answer_make_one_entry() -> None:
-    ondemand, _, metrics = tracker(kernel(0))
+    ondemand, _, metrics, _ = tracker(kernel(0))
     await ondemand([(L2Miss(7, "vx-42", 42, MAC), Answer(PEER, ()))])
     await ondemand([(L3Miss(7, "vx-42", 42, IP), Answer(PEER, ()))])
     assert list(ondemand.tracked) == [(7, MAC)]
@@ -252,21 +240,23 @@ async def test_an_l2_answer_then_an_l3_answer_make_one_entry() -> None:
 
 async def test_sweep_keeps_the_used_and_evicts_the_idle() -> None:
     ipr = kernel(fdb_used=1)
-    ondemand, now, metrics = tracker(ipr)
+    ondemand, now, metrics, written = tracker(ipr)
     await ondemand([(L3Miss(7, "vx-42", 42, IP), Answer(PEER, ()))])
     now[0] += 10.0
     await ondemand.sweep_once()  # used a second ago: stays
-    assert ondemand.tracked and ipr.deleted == []
+    assert ondemand.tracked and written.calls == []
     rows = await ondemand.rows()
     assert rows[0]["idle_seconds"] == 1.0 and rows[0]["age_seconds"] == 10.0
     assert rows[0]["ips"] == [str(IP)] and rows[0]["vtep"] == str(VTEP)
 
-    idle = kernel(fdb_used=6)
-    ondemand.worker = Worker(idle)  # type: ignore[assignment]
+    idle = FakeWorker(FakeNetlink(kernel(fdb_used=6)))
+    ondemand.worker = idle  # type: ignore[assignment]
     result = await ondemand.sweep_once()
     assert [e.key for e in result.plan.evict] == [(7, MAC)]
-    assert [c for c, _ in idle.deleted] == ["fdb del", "neigh del"]
-    assert idle.deleted[0][1]["flags"] == 0x02  # NTF_SELF: the vxlan device's FDB
+    assert idle.netlink.entries.calls == [
+        ("delete", FdbEntry(7, MAC, VTEP)),
+        ("delete", NeighEntry(7, IP, MAC)),
+    ]
     assert ondemand.tracked == {}
     assert await ondemand.rows() == []
     text = metrics.render().decode()
@@ -275,11 +265,8 @@ async def test_sweep_keeps_the_used_and_evicts_the_idle() -> None:
 
 
 async def test_a_failed_deletion_is_retried() -> None:
-    class Refusing(FakeIPRoute):
-        def fdb(self, command: str, **kwargs: Any) -> None:
-            raise OSError("busy")
-
-    ondemand, now, metrics = tracker(Refusing(kernel(fdb_used=60).tables))
+    refusing = RecordingEntries(refuse_deletes="busy")
+    ondemand, now, metrics, _ = tracker(kernel(fdb_used=60), entries=refusing)
     await ondemand([(L3Miss(7, "vx-42", 42, IP), Answer(PEER, ()))])
     now[0] += 60.0
     result = await ondemand.sweep_once()
@@ -288,11 +275,10 @@ async def test_a_failed_deletion_is_retried() -> None:
 
 
 async def test_entries_gone_from_the_kernel_are_forgotten_without_deleting() -> None:
-    ipr = FakeIPRoute({})
-    ondemand, _, metrics = tracker(ipr)
+    ondemand, _, metrics, written = tracker(FakeIPRoute({}))
     await ondemand([(L3Miss(7, "vx-42", 42, IP), Answer(PEER, ()))])
     result = await ondemand.sweep_once()
-    assert result.plan.gone and not ondemand.tracked and ipr.deleted == []
+    assert result.plan.gone and not ondemand.tracked and written.calls == []
     assert "vxlan_evt_ondemand_evictions_total 0.0" in metrics.render().decode()
 
 
@@ -308,14 +294,14 @@ def test_ledger_round_trip_restarts_the_age() -> None:
 
 async def test_tracker_saves_on_shutdown_and_loads_on_start(tmp_path: Path) -> None:
     path = tmp_path / "ondemand.json"
-    first, _, _ = tracker(kernel(0))
+    first, _, _, _ = tracker(kernel(0))
     first.path = path
     async with trio.open_nursery() as nursery:
         await nursery.start(first.run)
         await first([(L3Miss(7, "vx-42", 42, IP), Answer(PEER, ()))])
         nursery.cancel_scope.cancel()
     assert path.exists()
-    second, _, metrics = tracker(kernel(0))
+    second, _, metrics, _ = tracker(kernel(0))
     second.path = path
     async with trio.open_nursery() as nursery:
         await nursery.start(second.run)
@@ -325,7 +311,7 @@ async def test_tracker_saves_on_shutdown_and_loads_on_start(tmp_path: Path) -> N
 
 
 async def test_a_damaged_ledger_is_ignored(tmp_path: Path) -> None:
-    ondemand, _, _ = tracker(kernel(0))
+    ondemand, _, _, _ = tracker(kernel(0))
     ondemand.path = tmp_path / "ondemand.json"
     ondemand.path.write_text("{not json")
     async with trio.open_nursery() as nursery:

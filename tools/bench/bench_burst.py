@@ -10,8 +10,8 @@ underlay), deleted on exit (also on Ctrl-C). Each round, the vxlan device's tabl
 start empty and end with exactly `count` `self permanent` FDB entries and `count`
 PERMANENT neighbour entries, checked with `bridge fdb show` / `ip neigh show`:
 
-* ours: `write_entries(ipr, writes)` on the worker's one IPRoute, in one call through
-  `NetlinkWorker.call` under trio (the thread hop included), in a process running
+* ours: `netlink.entries.write(writes)` (the daemon's batched `EntryWriter`), in one
+  call through `NetlinkWorker.call` under trio (the thread hop included), in a process running
   inside the netns; the writes are interleaved (neigh, fdb) per peer, as the resolver
   and the pre-programmer produce them. Timed around the `call`.
 * reference: `bridge -batch -` with `count` `fdb replace ... self permanent` lines, then
@@ -78,10 +78,9 @@ class Round:
 
 
 def inner_ours(count: int, ifindex: int) -> dict[str, Any]:
-    """Write 2 x `count` entries through NetlinkWorker.call(write_entries); time the call."""
+    """Write 2 x `count` entries through NetlinkWorker.call(EntryWriter.write); time the call."""
     import trio
 
-    from vxlan_evt.netlink.entries import write_entries
     from vxlan_evt.netlink.worker import NetlinkWorker
     from vxlan_evt.reconcile import Entry, FdbEntry, NeighEntry
 
@@ -96,9 +95,9 @@ def inner_ours(count: int, ifindex: int) -> dict[str, Any]:
         worker = NetlinkWorker()
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
-            await worker.call(lambda ipr: None)  # the worker thread exists before timing
+            await worker.call(lambda nl: None)  # the worker thread exists before timing
             started = time.perf_counter()
-            failures = await worker.call(lambda ipr: write_entries(ipr, writes))
+            failures = await worker.call(lambda nl: nl.entries.write(writes))
             result["seconds"] = time.perf_counter() - started
             result["failures"] = [f"{entry}: {reason}" for entry, reason in failures[:5]]
             result["failed"] = len(failures)
@@ -251,7 +250,7 @@ def report(rounds: Sequence[Round], count: int) -> str:
     ip = median([r.ip_s for r in rounds])
     encoded = median([r.encoded_s for r in rounds])
     rows = [
-        ["ours: write_entries via NetlinkWorker.call", f"{ours:.3f}", f"{rate(entries, ours):,.0f}"],
+        ["ours: EntryWriter.write via NetlinkWorker.call", f"{ours:.3f}", f"{rate(entries, ours):,.0f}"],
         ["reference: bridge -batch + ip -batch", f"{reference:.3f}", f"{rate(entries, reference):,.0f}"],
         ["  bridge -batch (fdb only)", f"{bridge:.3f}", f"{rate(count, bridge):,.0f}"],
         ["  ip -batch (neigh only)", f"{ip:.3f}", f"{rate(count, ip):,.0f}"],

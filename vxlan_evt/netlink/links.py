@@ -220,8 +220,8 @@ class NetlinkKernel:
         self.worker = worker
 
     async def read_facts(self) -> HostFacts:
-        facts: HostFacts = await self.worker.call(read_host_facts)
+        facts: HostFacts = await self.worker.call(lambda nl: read_host_facts(nl.route))
         return facts
 
     async def apply(self, actions: Sequence[Action]) -> None:
-        await self.worker.call(lambda ipr: apply_actions(ipr, actions))
+        await self.worker.call(lambda nl: apply_actions(nl.route, actions))

@@ -1,6 +1,6 @@
 """How long ago the kernel used each FDB and neighbour entry of some vxlan devices.
 
-Runs on the netlink worker's IPRoute (`worker.call(lambda ipr: read_usage(ipr, ...))`).
+Runs on the netlink worker's IPRoute (`worker.call(lambda nl: read_usage(nl.route, ...))`).
 The kernel reports the times in NDA_CACHEINFO as ages, not timestamps:
 `ndm_used` / `ndm_updated` are clock_t ticks (USER_HZ) *since* the entry was
 last used / changed, the figures `ip -s neigh` and `bridge -s fdb` print in

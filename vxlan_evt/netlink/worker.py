@@ -1,9 +1,10 @@
 """The one task that owns the kernel's write side.
 
-pyroute2's synchronous `IPRoute` is the well-kept encoder we want, but it
-blocks. So a single task owns one `IPRoute` and runs each submitted job in a
-worker thread (`trio.to_thread.run_sync`, one at a time): writes are
-serialised, never interleaved, and no other task blocks the event loop.
+pyroute2's synchronous `IPRoute` is the well-kept encoder we want for links and
+dumps, but it blocks; FDB and neighbour entries go through `EntryWriter`, which
+batches them on a socket of its own. A single task owns both and runs each
+submitted job in a worker thread (`trio.to_thread.run_sync`, one at a time):
+writes are serialised, never interleaved, and no other task blocks the event loop.
 """
 
 from __future__ import annotations
@@ -18,9 +19,20 @@ import outcome
 import trio
 from pyroute2 import IPRoute
 
+from vxlan_evt.netlink.entries import EntryWriter
+
 T = TypeVar("T")
 
-Job = Callable[[Any], Any]
+
+@dataclass(frozen=True, slots=True)
+class Netlink:
+    """What a job gets: pyroute2's IPRoute (links, dumps) and the batched entry writer."""
+
+    route: Any
+    entries: EntryWriter
+
+
+Job = Callable[[Netlink], Any]
 
 
 @dataclass(slots=True)
@@ -37,7 +49,7 @@ class _Request:
 
 
 class NetlinkWorker:
-    """Submit jobs with `await worker.call(fn)`; `fn(ipr)` runs on the owned IPRoute."""
+    """Submit jobs with `await worker.call(fn)`; `fn(netlink)` runs on the owned sockets."""
 
     def __init__(self, *, queue_size: int = 256) -> None:
         self._send, self._receive = trio.open_memory_channel[_Request](queue_size)
@@ -46,8 +58,8 @@ class NetlinkWorker:
     def statistics(self) -> WorkerStatistics:
         return WorkerStatistics(**{k: getattr(self._stats, k) for k in self._stats.__slots__})
 
-    async def call(self, job: Callable[[Any], T]) -> T:
-        """Run `job(ipr)` in the owner task's thread and return (or raise) its outcome."""
+    async def call(self, job: Callable[[Netlink], T]) -> T:
+        """Run `job(netlink)` in the owner task's thread and return (or raise) its outcome."""
         reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[Any]](1)
         await self._send.send(_Request(job, reply_send))
         async with reply_receive:
@@ -55,15 +67,15 @@ class NetlinkWorker:
         return result.unwrap()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        ipr = await trio.to_thread.run_sync(IPRoute)
         limiter = trio.CapacityLimiter(1)
+        netlink = await trio.to_thread.run_sync(_open, limiter=limiter)
         try:
             task_status.started()
             async with self._receive:
                 async for request in self._receive:
                     started = time.monotonic()
                     result = await trio.to_thread.run_sync(
-                        outcome.capture, request.job, ipr, limiter=limiter
+                        outcome.capture, request.job, netlink, limiter=limiter
                     )
                     self._stats.jobs += 1
                     self._stats.busy_seconds += time.monotonic() - started
@@ -74,4 +86,18 @@ class NetlinkWorker:
                         request.reply.send_nowait(result)
         finally:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(ipr.close, limiter=limiter)
+                await trio.to_thread.run_sync(_close, netlink, limiter=limiter)
+
+
+def _open() -> Netlink:
+    route = IPRoute()
+    try:
+        return Netlink(route, EntryWriter())
+    except BaseException:
+        route.close()
+        raise
+
+
+def _close(netlink: Netlink) -> None:
+    netlink.entries.close()
+    netlink.route.close()
