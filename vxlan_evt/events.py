@@ -21,6 +21,9 @@ FdbAction: TypeAlias = Literal["add", "del"]
 NeighAction: TypeAlias = Literal["add", "del", "change"]
 LinkAction: TypeAlias = Literal["add", "del", "up", "down", "mtu", "master", "change"]
 
+# Every `type` an event on the bus can have ("populate" is the engine's verdict on a miss).
+EVENT_TYPES = ("l2miss", "l3miss", "fdb", "neigh", "link", "resync", "decode_problem", "populate")
+
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LLADDR = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2})*$")  # ARP/ND on non-Ethernet links too
 FDB_ACTIONS: frozenset[str] = frozenset({"add", "del"})

@@ -15,6 +15,7 @@ from vxlan_evt.netlink.tables import link_rows, read_kernel_tables
 from vxlan_evt.netlink.worker import NetlinkWorker
 from vxlan_evt.ondemand import OnDemand, network_mode
 from vxlan_evt.peers.table import PeerTable
+from vxlan_evt.reconcile import ZERO_MAC
 from vxlan_evt.service import DriverService
 
 Table = Callable[[], Awaitable[list[dict[str, Any]]]]
@@ -92,11 +93,15 @@ class DaemonObserver:
     async def fdb(self) -> list[dict[str, Any]]:
         owned, tables = await self._owned()
         table = self._peers()
+        names = {info.ifindex: info.ifname for info in tables.links}
         rows = []
         for event in tables.fdb:
             row = attribute(event, owned).to_dict()
+            row["master"] = names.get(event.master) if event.master is not None else None
             peer = table.by_mac(event.vni, event.mac) if event.vni is not None else None
-            if self.ondemand is not None and self.ondemand.holds(
+            if event.mac == ZERO_MAC:
+                row["source"] = "flood"  # head-end replication to one VTEP (or the Group)
+            elif self.ondemand is not None and self.ondemand.holds(
                 event.ifindex, event.mac, event.dst
             ):
                 row["source"] = "on-demand"

@@ -114,6 +114,13 @@ def test_entries_exist_before_the_first_packet_and_it_is_fast(
     assert rtt < 200
     assert not daemon_a.get("events", type="l3miss"), "the first packet should not miss"
 
+    rows = daemon_a.get("fdb")
+    sources = {(r["mac"], r["dst"]): r["source"] for r in rows if r["ifname"] == "vx-42"}
+    assert sources[("00:00:00:00:00:00", b.underlay_ip)] == "flood"
+    assert sources[(b.container_mac, b.underlay_ip)] == "peer"
+    bridged = [r for r in rows if "master" in r["flags"]]
+    assert bridged and all(r["master"] == "br-42" for r in bridged), bridged
+
 
 def test_a_peer_leaving_the_table_takes_only_our_entries_with_it(
     hosts: tuple[tuple[VxlanHost, DaemonProcess], ...], tmp_path: Path

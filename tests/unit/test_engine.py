@@ -9,7 +9,7 @@ import trio.testing
 
 from tests.unit.fake_netlink import FakeWorker
 from vxlan_evt.bus import EventBus
-from vxlan_evt.engine import EngineSettings, EventEngine
+from vxlan_evt.engine import EngineSettings, EventEngine, MissLedger
 from vxlan_evt.events import L2Miss, L3Miss, LinkEvent
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.netlink.decode import LinkInfo
@@ -115,3 +115,16 @@ def test_a_deleted_link_is_still_attributed_by_its_own_alias() -> None:
     gone = LinkEvent("del", 11, "br-42", "bridge", None, 1450, None, f"vxlan-evt net={NET}", None)
     engine.on_event(gone)
     assert engine.bus.history()[-1].event.network_id == NET
+
+
+def test_miss_ledger_evicts_the_least_recently_seen_row() -> None:
+    ledger = MissLedger(limit=3)
+    for ip in ("192.168.42.1", "192.168.42.2", "192.168.42.3"):
+        ledger.seen(l3miss(ip))
+    ledger.seen(l3miss("192.168.42.1"))  # seen again: now the freshest
+    ledger.seen(l3miss("192.168.42.4"))  # evicts .2, the stalest
+    assert {r["subject"]: r["count"] for r in ledger.table()} == {
+        "192.168.42.1": 2,
+        "192.168.42.3": 1,
+        "192.168.42.4": 1,
+    }

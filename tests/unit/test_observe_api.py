@@ -104,6 +104,12 @@ async def test_bad_since_is_a_400() -> None:
     assert status == 400 and "since" in json.loads(body)["error"]
 
 
+async def test_unknown_event_type_is_a_400_naming_the_known_ones() -> None:
+    status, body, _ = await get(FakeObserver(), "/events?type=l3miss,l3mis")
+    error = json.loads(body)["error"]
+    assert status == 400 and "'l3mis'" in error and "l2miss" in error
+
+
 async def test_tables_metrics_health_and_404() -> None:
     observer = FakeObserver()
     status, body, _ = await get(observer, "/peers")

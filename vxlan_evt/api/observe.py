@@ -14,6 +14,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from vxlan_evt.bus import EventBus, Published
+from vxlan_evt.events import EVENT_TYPES
 
 
 class ObservableEvent(Protocol):
@@ -40,8 +41,17 @@ class BadQuery(ValueError):
 
 
 def event_filter(args: Mapping[str, str]) -> Callable[[ObservableEvent], bool]:
-    """`type` (comma list), `network` (ID prefix), `ifname`: all must match."""
-    types = {t for t in args.get("type", "").split(",") if t}
+    """`type` (comma list), `network` (ID prefix), `ifname`: all must match.
+
+    An unknown type is refused rather than silently matching nothing forever.
+    """
+    types = {t.strip() for t in args.get("type", "").split(",") if t.strip()}
+    unknown = sorted(types - set(EVENT_TYPES))
+    if unknown:
+        raise BadQuery(
+            f"unknown event type {', '.join(map(repr, unknown))}; "
+            f"known types: {', '.join(EVENT_TYPES)}"
+        )
     network = args.get("network") or None
     ifname = args.get("ifname") or None
 

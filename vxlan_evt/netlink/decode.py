@@ -388,6 +388,12 @@ class NetlinkDecoder:
         if mac is None:
             raise ValueError("FDB entry without NDA_LLADDR")
         ifname, vni = self._names(nd.ifindex)
+        master = nd.number(NDA_MASTER) or None
+        flags = ntf_flag_names(nd.flags)
+        if master is not None and "master" not in flags:
+            # The kernel reports a bridge's entry with NDA_MASTER, not NTF_MASTER; name it
+            # as iproute2 does (`... master br0`) so readers can tell it from a `self` one.
+            flags = (*flags, "master")
         return FdbEvent(
             "add" if msg_type == RTM_NEWNEIGH else "del",
             nd.ifindex,
@@ -398,9 +404,9 @@ class NetlinkDecoder:
             remote_vni=nd.number(NDA_VNI),
             port=nd.number(NDA_PORT, _BE16),
             vlan=nd.number(NDA_VLAN, _U16),
-            flags=ntf_flag_names(nd.flags),
+            flags=flags,
             state=nud_state_name(nd.state),
-            master=nd.number(NDA_MASTER) or None,
+            master=master,
         )
 
     def _neigh(self, msg_type: int, nd: NdMsg) -> NeighEvent:
