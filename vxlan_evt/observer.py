@@ -101,6 +101,10 @@ class DaemonObserver:
             peer = table.by_mac(event.vni, event.mac) if event.vni is not None else None
             if event.mac == ZERO_MAC:
                 row["source"] = "flood"  # head-end replication to one VTEP (or the Group)
+            elif event.master is not None:
+                row["source"] = "bridge"  # the bridge's own table: port addresses, learned MACs
+            elif int(event.mac[:2], 16) & 1:
+                row["source"] = "multicast"  # group addresses the kernel subscribes to
             elif self.ondemand is not None and self.ondemand.holds(
                 event.ifindex, event.mac, event.dst
             ):

@@ -76,6 +76,14 @@ class DaemonProcess:
             return [json.loads(line) for line in response.text.splitlines() if line]
         return response.json() if resource != "metrics" else response.text
 
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a `vxlan-evt` troubleshooting verb against this daemon's observe API."""
+        argv = [sys.executable, "-m", "vxlan_evt", *args, "--api-socket", str(self.api_socket)]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} -> {result.returncode}: {result.stderr}")
+        return result
+
     def ok(self, method: str, body: dict[str, Any] | None = None) -> Any:
         status, document = self.call(method, body)
         assert status == 200, f"{method} -> {status} {document}\n{self.log()}"

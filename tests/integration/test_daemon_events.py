@@ -10,6 +10,8 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,3 +162,64 @@ def test_link_changes_arrive_as_events(rig: Rig, tmp_path: Path) -> None:
         assert all(e["foreign"] for e in events)  # a hand-made link: reported, marked foreign
     finally:
         daemon.stop(signal.SIGKILL)
+
+
+def row_of(table: str, *needles: str) -> str:
+    """The one line of a CLI table holding every needle (fails if none does)."""
+    lines = [line for line in table.splitlines() if all(n in line for n in needles)]
+    assert len(lines) == 1, f"want one row with {needles} in:\n{table}"
+    return lines[0]
+
+
+def test_cli_verbs_print_what_the_traffic_did(
+    rig: Rig, daemons: tuple[DaemonProcess, DaemonProcess]
+) -> None:
+    a, b = rig
+    daemon_a, _ = daemons
+    assert "bytes from" in ping(a, b.container_ip).stdout, daemon_a.log()
+
+    fdb = daemon_a.cli("fdb").stdout
+    row = row_of(fdb, b.container_mac, b.underlay_ip)
+    assert "vx-42" in row and "peer" in row and "foreign" in row
+    neigh = daemon_a.cli("neigh").stdout
+    assert "PERMANENT" in row_of(neigh, b.container_ip, b.container_mac)
+    assert "static" in row_of(daemon_a.cli("peers").stdout, b.container_ip, b.underlay_ip)
+    assert "foreign" in row_of(daemon_a.cli("links").stdout, "vx-42")
+    misses = daemon_a.cli("misses").stdout
+    assert "l3miss" in row_of(misses, b.container_ip)
+
+    lines = daemon_a.cli("events", "--type", "l3miss", "--json").stdout.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert events and all(e["type"] == "l3miss" for e in events)
+    assert any(e["ip"] == b.container_ip and e["vni"] == 42 for e in events), events
+    text = daemon_a.cli("events", "--type", "l3miss").stdout
+    assert b.container_ip in text and "vx-42" in text
+
+    bad = daemon_a.cli("events", "--type", "l3mis", check=False)
+    assert bad.returncode != 0 and "l3mis" in bad.stderr and "l3miss" in bad.stderr
+
+
+def test_cli_follow_prints_live_link_events(
+    rig: Rig, daemons: tuple[DaemonProcess, DaemonProcess]
+) -> None:
+    a, _ = rig
+    daemon_a, _ = daemons
+    argv = [
+        sys.executable, "-m", "vxlan_evt", "events", "--follow", "--json",
+        "--type", "link", "--ifname", "vx-42", "--api-socket", str(daemon_a.api_socket),
+    ]  # fmt: skip
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as follower:
+        try:
+            time.sleep(1.0)  # connected and past the history
+            a.host.ip("link", "set", "vx-42", "mtu", "1400")
+            assert follower.stdout is not None
+            seen = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                event = json.loads(follower.stdout.readline())
+                seen.append(event)
+                if event.get("mtu") == 1400:
+                    break
+            assert any(e["action"] == "mtu" and e["mtu"] == 1400 for e in seen), seen
+        finally:
+            follower.terminate()

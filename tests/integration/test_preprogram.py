@@ -148,3 +148,25 @@ def test_entries_deleted_by_hand_are_repaired_on_restart(
     assert f"{b.container_mac} dst {b.underlay_ip} self permanent" in a.host.bridge(
         "fdb", "show", "dev", "vx-42"
     )
+
+
+def test_doctor_finds_a_healthy_network_and_then_a_foreign_entry(
+    hosts: tuple[tuple[VxlanHost, DaemonProcess], ...],
+) -> None:
+    (a, daemon_a), _ = hosts
+    healthy = daemon_a.cli("doctor", "--json")
+    findings = json.loads(healthy.stdout)
+    problems = [f for f in findings if f["level"] != "ok"]
+    assert not problems, healthy.stdout
+    checks = {f["check"] for f in findings}
+    assert {"peer-fdb", "peer-neigh", "foreign-entries", "misses", "mtu"} <= checks, checks
+    print(daemon_a.cli("doctor").stdout)
+
+    stray = "02:00:00:00:00:77"
+    a.host.bridge("fdb", "add", stray, "dev", "vx-42", "dst", "10.99.0.77", "self", "permanent")
+    try:
+        found = daemon_a.cli("doctor", check=False)
+        assert found.returncode != 0 or "warn" in found.stdout, found.stdout
+        assert stray in found.stdout and "foreign-fdb" in found.stdout, found.stdout
+    finally:
+        a.host.bridge("fdb", "del", stray, "dev", "vx-42", "dst", "10.99.0.77", "self")
