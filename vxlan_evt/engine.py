@@ -19,7 +19,7 @@ import trio
 
 from vxlan_evt.bus import EventBus
 from vxlan_evt.driver import parse_alias
-from vxlan_evt.eventlog import LogThrottle, event_key, format_event
+from vxlan_evt.eventlog import LogThrottle, event_key_of, format_event
 from vxlan_evt.events import (
     EventBase,
     L2Miss,
@@ -195,12 +195,11 @@ class EventEngine:
         self.bus.publish(event)
         self.metrics.events.labels(event.type).inc()
         if self.settings.log_events:
-            document = event.to_dict()
-            admitted, summaries = self.throttle.admit(event_key(document), time.monotonic())
+            admitted, summaries = self.throttle.admit(event_key_of(event), time.monotonic())
             for line in summaries:
                 log.info(line)
             if admitted:
-                log.info(format_event(document))
+                log.info(format_event(event.to_dict()))
 
     async def run_resolver(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
