@@ -38,12 +38,13 @@ from vxlan_evt.observer import DaemonObserver
 from vxlan_evt.ondemand import OnDemand, device_mode, network_mode
 from vxlan_evt.peers.etcd import EtcdPeers
 from vxlan_evt.peers.etcd_client import EtcdClient
+from vxlan_evt.peers.etcd_keys import encode_network
 from vxlan_evt.peers.local import local_endpoints
 from vxlan_evt.peers.static import StaticPeers
 from vxlan_evt.peers.table import PeerTable
 from vxlan_evt.peersync import PeerSync
 from vxlan_evt.service import DriverService
-from vxlan_evt.state import StateStore
+from vxlan_evt.state import NetworkRecord, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def open_etcd_peers(config: DaemonConfig, service: DriverService) -> EtcdPeers |
         username=config.etcd_username,
         password=config.etcd_password,
     )
-    return EtcdPeers(
+    peers = EtcdPeers(
         client,
         prefix=config.etcd_prefix,
         host=config.hostname or socket.gethostname(),
@@ -120,7 +121,17 @@ def open_etcd_peers(config: DaemonConfig, service: DriverService) -> EtcdPeers |
             host=config.hostname or socket.gethostname(),
             advertise_address=config.advertise_address,
         ),
+        local_networks=lambda: {
+            record.vni: encode_network(record.generic_options, record.pools)
+            for record in service.state.networks.values()
+        },
     )
+
+    async def guard(record: NetworkRecord) -> str | None:
+        return await peers.check_network(record.vni, record.generic_options, record.pools)
+
+    service.network_guard = guard
+    return peers
 
 
 async def run_daemon(

@@ -17,9 +17,10 @@ import trio
 from vxlan_evt import driver
 from vxlan_evt.config import DaemonConfig
 from vxlan_evt.driver import Action, HostFacts
+from vxlan_evt.errors import Conflict
 from vxlan_evt.options import NetworkOptions, parse_network_options
 from vxlan_evt.protocol import CreateEndpointRequest, CreateNetworkRequest, EndpointRef, NetworkRef
-from vxlan_evt.state import DriverState, StateStore
+from vxlan_evt.state import DriverState, NetworkRecord, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class DriverService:
         self.state = DriverState()
         self._lock = trio.Lock()
         self.on_change: Callable[[], None] = lambda: None  # e.g. resync the peer table
+        # Why a new network may not exist (settings clash with other hosts), or None.
+        self.network_guard: Callable[[NetworkRecord], Awaitable[str | None]] | None = None
         self.handlers: dict[str, Handler] = {
             "Plugin.Activate": self.activate,
             "NetworkDriver.GetCapabilities": self.get_capabilities,
@@ -129,6 +132,10 @@ class DriverService:
             record, actions = driver.plan_create_network(
                 self.state, request, options, await self.host_facts(), self.config.scope
             )
+            if self.network_guard is not None:
+                conflict = await self.network_guard(record)
+                if conflict is not None:
+                    raise Conflict(conflict)
             await self.apply(actions)
             try:
                 await self.commit(self.state.with_network(record))

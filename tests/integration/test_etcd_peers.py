@@ -172,3 +172,50 @@ def test_etcd_down_keeps_traffic_and_converges_after(cluster: Cluster) -> None:
     assert wait_for(
         lambda: "02:42:c0:a8:2a:0c dst 10.99.0.2 self permanent" in cluster.fdb(a), timeout=30
     ), cluster.fdb(a) + cluster.daemons[0].log()
+
+
+def etcd_keys(cluster: Cluster, prefix: str) -> list[str]:
+    etcd = cluster.etcd
+    listing = subprocess.run(
+        ["ip", "netns", "exec", etcd.netns, "etcdctl", f"--endpoints={etcd.url}",
+         "get", "--prefix", "--keys-only", prefix],
+        capture_output=True, text=True, check=True, env={**os.environ, "ETCDCTL_API": "3"},
+    )  # fmt: skip
+    return [line for line in listing.stdout.splitlines() if line]
+
+
+def test_same_vni_with_other_settings_on_another_host_is_refused(cluster: Cluster) -> None:
+    a, b = cluster.hosts
+    daemon_a, daemon_b = cluster.daemons
+    other = "7" * 64
+
+    def request(host: VxlanHost, pool: str, **options: str) -> dict[str, object]:
+        generic = {"VxlanId": "77", "VtepDev": "ul0", "SrcAddr": host.underlay_ip, **options}
+        return {
+            "NetworkID": other,
+            "Options": {"com.docker.network.generic": generic},
+            "IPv4Data": [{"Pool": pool, "Gateway": pool.replace(".0/24", ".254/24")}],
+        }
+
+    daemon_a.ok("NetworkDriver.CreateNetwork", request(a, "10.77.0.0/24", Port="4790"))
+    key = "/vxlan-evt/v1/networks/77/host1"
+    assert wait_for(lambda: key in etcd_keys(cluster, "/vxlan-evt/v1/networks/")), daemon_a.log()
+
+    status, document = daemon_b.call(
+        "NetworkDriver.CreateNetwork", request(b, "10.78.0.0/24", Group="239.1.1.77")
+    )
+    assert status != 200, document
+    message = document["Err"]
+    assert "VxlanId 77 is already used on host host1" in message, message
+    assert "Group=239.1.1.77 here but (unset) there" in message
+    assert "Port=(unset) here but 4790 there" in message
+    assert "subnet 10.78.0.0/24 here but 10.77.0.0/24 there" in message
+    assert "vx-77" not in b.host.ip("-o", "link", "show")  # nothing half-created
+
+    # The same settings are welcome (host-local ones such as SrcAddr may differ).
+    daemon_b.ok("NetworkDriver.CreateNetwork", request(b, "10.77.0.0/24", Port="4790"))
+    daemon_b.ok("NetworkDriver.DeleteNetwork", {"NetworkID": other})
+    # Once nobody uses VNI 77 it is free for other settings again.
+    daemon_a.ok("NetworkDriver.DeleteNetwork", {"NetworkID": other})
+    assert wait_for(lambda: not etcd_keys(cluster, "/vxlan-evt/v1/networks/77/"))
+    daemon_b.ok("NetworkDriver.CreateNetwork", request(b, "10.78.0.0/24", Group="239.1.1.77"))

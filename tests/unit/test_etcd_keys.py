@@ -42,8 +42,20 @@ def test_network_conflicts_name_every_difference_but_ignore_host_local_options()
         network_conflict(42, {"VxlanId": "42", "Group": "239.1.1.1", "VtepDev": "eth2"}, published)
         is None
     )
-    message = network_conflict(42, {"VxlanId": "42", "Port": "4790", "VtepDev": "eth1"}, published)
-    assert message == (
-        "VxlanId 42 is already used across hosts with other options: "
-        "Group=(unset) here but 239.1.1.1 there, Port=4790 here but (unset) there"
+    message = network_conflict(
+        42, {"VxlanId": "42", "Port": "4790", "VtepDev": "eth1"}, published, host="h2"
     )
+    assert message is not None and message.startswith(
+        "VxlanId 42 is already used on host h2 with other settings: "
+        "Group=(unset) here but 239.1.1.1 there; Port=4790 here but (unset) there. "
+    )
+
+
+def test_a_different_subnet_is_a_conflict_and_garbage_is_not() -> None:
+    published = encode_network({"VxlanId": "42"}, ["10.42.0.0/24"])
+    same = network_conflict(42, {"VxlanId": "42"}, published, subnets=["10.42.0.0/24"])
+    assert same is None
+    other = network_conflict(42, {"VxlanId": "42"}, published, subnets=["10.43.0.0/24"])
+    assert other is not None and "subnet 10.43.0.0/24 here but 10.42.0.0/24 there" in other
+    assert network_conflict(42, {"VxlanId": "42"}, b"[1, 2]") is None
+    assert network_conflict(42, {"VxlanId": "42"}, b"{not json") is None

@@ -11,7 +11,7 @@ the backend retries with capped exponential backoff.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 import trio
 
@@ -23,6 +23,10 @@ from vxlan_evt.peers.etcd_keys import (
     endpoint_key,
     endpoints_prefix,
     host_key,
+    host_of_network_key,
+    network_conflict,
+    network_key,
+    network_prefix,
     table_from,
 )
 from vxlan_evt.peers.table import PeerEndpoint, PeerTable
@@ -39,12 +43,14 @@ class EtcdPeers:
         host: str,
         lease_ttl: int,
         local: Callable[[], list[PeerEndpoint]],
+        local_networks: Callable[[], Mapping[int, bytes]] = dict,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.host = host
         self.lease_ttl = lease_ttl
         self.local = local
+        self.local_networks = local_networks
         self.on_change: Callable[[], None] = lambda: None
         self.connected = False
         self.table = PeerTable()
@@ -114,12 +120,40 @@ class EtcdPeers:
 
     async def _publish(self, lease: int) -> None:
         wanted = {endpoint_key(self.prefix, p): encode_endpoint(p) for p in self.local()}
+        for vni, document in self.local_networks().items():
+            wanted[network_key(self.prefix, vni, self.host)] = document
         for key, value in wanted.items():
             if self._published.get(key) != value:
                 await self.client.put(key, value, lease=lease)
         for key in self._published.keys() - wanted.keys():
             await self.client.delete(key)
         self._published = wanted
+
+    async def check_network(
+        self, vni: int, generic: Mapping[str, str], subnets: Iterable[str]
+    ) -> str | None:
+        """Why this VNI may not be created with these settings here, or None if it may.
+
+        Compares with what every other host published for the VNI. With etcd
+        unreachable there is nothing to compare with: the network is allowed (and
+        the reason logged) rather than blocking Docker until etcd is back.
+        """
+        try:
+            result = await self.client.range(network_prefix(self.prefix, vni), prefix=True)
+        except (EtcdError, OSError) as exc:
+            log.warning(
+                "etcd unreachable: VxlanId %d not checked against other hosts: %s", vni, exc
+            )
+            return None
+        subnets = list(subnets)
+        for kv in result.kvs:
+            host = host_of_network_key(kv.key)
+            if host == self.host:
+                continue
+            conflict = network_conflict(vni, generic, kv.value, subnets=subnets, host=host)
+            if conflict is not None:
+                return conflict
+        return None
 
     async def _load_all(self) -> int:
         result = await self.client.range(endpoints_prefix(self.prefix), prefix=True)

@@ -6,8 +6,9 @@ Under the prefix (default `/vxlan-evt/v1/`):
 * `endpoints/<vni>/<host>/<endpoint>` → `{"ip", "mac", "vtep", "host", "container"}`,
   attached to the host's lease, so a dead host's endpoints vanish when its
   lease expires;
-* `networks/<vni>` → `{"options"}`: the first host's network options, so
-  another host creating the same VNI differently gets a clear error.
+* `networks/<vni>/<host>` → `{"options", "subnets"}`: each host's settings for
+  the segment, attached to its lease, so another host creating the same VNI
+  differently gets a clear error (and a VNI nobody uses any more is free again).
 """
 
 from __future__ import annotations
@@ -41,8 +42,16 @@ def host_key(prefix: str, host: str) -> bytes:
     return f"{prefix}hosts/{host}".encode()
 
 
-def network_key(prefix: str, vni: int) -> bytes:
-    return f"{prefix}networks/{vni}".encode()
+def network_key(prefix: str, vni: int, host: str) -> bytes:
+    return f"{prefix}networks/{vni}/{host}".encode()
+
+
+def network_prefix(prefix: str, vni: int) -> bytes:
+    return f"{prefix}networks/{vni}/".encode()
+
+
+def host_of_network_key(key: bytes) -> str:
+    return key.decode(errors="replace").rsplit("/", 1)[-1]
 
 
 def encode_endpoint(peer: PeerEndpoint) -> bytes:
@@ -83,21 +92,38 @@ def shared_options(generic: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in sorted(generic.items()) if k not in HOST_LOCAL_OPTIONS}
 
 
-def encode_network(generic: Mapping[str, str]) -> bytes:
-    return json.dumps({"options": shared_options(generic)}, sort_keys=True).encode()
+def encode_network(generic: Mapping[str, str], subnets: Iterable[str] = ()) -> bytes:
+    document = {"options": shared_options(generic), "subnets": sorted(subnets)}
+    return json.dumps(document, sort_keys=True).encode()
 
 
-def network_conflict(vni: int, mine: Mapping[str, str], published: bytes) -> str | None:
-    """A message naming every option that differs from the published network, or None."""
+def network_conflict(
+    vni: int,
+    mine: Mapping[str, str],
+    published: bytes,
+    *,
+    subnets: Iterable[str] = (),
+    host: str = "another host",
+) -> str | None:
+    """A message naming every option (and the subnets) that differ from `host`'s, or None."""
     try:
-        theirs: dict[str, Any] = json.loads(published).get("options", {})
-    except ValueError:
+        document: dict[str, Any] = json.loads(published)
+        theirs: dict[str, Any] = document.get("options", {})
+        their_subnets = sorted(document.get("subnets", ()))
+    except (ValueError, AttributeError, TypeError):
         return None
     ours = shared_options(mine)
     differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
-    if not differing:
-        return None
-    details = ", ".join(
+    details = [
         f"{k}={ours.get(k, '(unset)')} here but {theirs.get(k, '(unset)')} there" for k in differing
+    ]
+    our_subnets = sorted(subnets)
+    if our_subnets and their_subnets and our_subnets != their_subnets:
+        details.append(f"subnet {', '.join(our_subnets)} here but {', '.join(their_subnets)} there")
+    if not details:
+        return None
+    return (
+        f"VxlanId {vni} is already used on host {host} with other settings: "
+        f"{'; '.join(details)}. Every host of one segment needs the same options and subnet "
+        "(only VtepDev, SrcAddr, names, MACs, MTUs and Resolve may differ)"
     )
-    return f"VxlanId {vni} is already used across hosts with other options: {details}"
