@@ -87,7 +87,7 @@ class PeerSync:
         devices = []
         for record in self.service.state.networks.values():
             ifindex = links.get(record.vxlan_name)
-            if ifindex is None or not self.preprogram(record):
+            if ifindex is None:
                 continue
             devices.append(
                 Device(
@@ -95,6 +95,7 @@ class PeerSync:
                     ifindex=ifindex,
                     head_end_replication="Group" not in record.generic_options,
                     local_vteps=self._local_vteps(record),
+                    per_endpoint=self.preprogram(record),
                 )
             )
         return devices
@@ -108,7 +109,8 @@ class PeerSync:
         links = {info.ifname: info.ifindex for info in tables.links if info.ifname}
         devices = self._devices(links)
         ifindexes = {d.ifindex for d in devices}
-        # Entries on devices that are gone (or no longer pre-programmed) are no longer ours.
+        # Entries on devices that are gone are no longer ours; on a device switched to on
+        # demand, the per-endpoint entries we wrote are no longer wanted and are removed.
         self.owned = {e for e in self.owned if e.ifindex in ifindexes}
         plan = plan_sync(
             desired_entries(self.peers(), devices),

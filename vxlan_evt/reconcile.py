@@ -26,6 +26,9 @@ class Device:
     ifindex: int
     head_end_replication: bool  # no multicast Group: flood to each VTEP by unicast
     local_vteps: frozenset[IPAddress] = frozenset()
+    # Pre-programmed: an FDB and a neighbour entry per remote endpoint. On demand those
+    # come from misses, and only the flood entries (one per VTEP) are kept here.
+    per_endpoint: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,7 @@ Entry = FdbEntry | NeighEntry
 def desired_entries(table: PeerTable, devices: Iterable[Device]) -> set[Entry]:
     wanted: set[Entry] = set()
     for device in devices:
-        for peer in table.endpoints:
+        for peer in table.endpoints if device.per_endpoint else ():
             if peer.vni != device.vni or peer.vtep in device.local_vteps:
                 continue
             wanted.add(FdbEntry(device.ifindex, peer.mac, peer.vtep))

@@ -329,9 +329,11 @@ def test_resolve_option_makes_one_network_on_demand(
     (a, daemon_a), (b, daemon_b) = owned
     assert [n["resolve"] for n in daemon_a.get("networks")] == ["on-demand"]
     assert [n["resolve"] for n in daemon_b.get("networks")] == ["preprogram"]
-    # Host B pre-programs as before; host A waits for a miss.
+    # Host B pre-programs as before; host A waits for a miss, but floods (no Group) to B.
     assert kernel_has(b, a) == (True, True)
     assert kernel_has(a, b) == (False, False)
+    flood = f"00:00:00:00:00:00 dst {b.underlay_ip} self permanent"
+    assert wait_for(lambda: flood in a.host.bridge("fdb", "show", "dev", "vx-42"))
 
     rtt = first_rtt(a.container, b.container_ip)
     print(f"\nfirst ping, daemon-made on-demand network: {rtt:.2f} ms")
@@ -341,6 +343,27 @@ def test_resolve_option_makes_one_network_on_demand(
     # The answer went to the endpoint's host veth (from the state), vh<endpoint id>.
     assert 'vxlan_evt_arp_answers_total{family="ipv4",result="sent"} 1.0' in daemon_a.get("metrics")
     assert daemon_b.get("ondemand") == []
+
+
+def test_switching_to_on_demand_across_a_restart_removes_pre_programmed_entries(
+    owned: tuple[tuple[VxlanHost, DaemonProcess], ...], tmp_path: Path
+) -> None:
+    (a, _), (b, daemon_b) = owned
+    assert kernel_has(b, a) == (True, True)
+    assert daemon_b.stop() == 0
+    peers = tmp_path / f"peers-{b.n}.json"
+    on_demand = DaemonProcess(
+        b.host.name, tmp_path / f"d{b.n}", "--peers", str(peers), "--resolve", "on-demand"
+    ).start()
+    try:
+        assert wait_for(lambda: kernel_has(b, a) == (False, False)), on_demand.log()
+        flood = f"00:00:00:00:00:00 dst {a.underlay_ip} self permanent"
+        assert flood in b.host.bridge("fdb", "show", "dev", "vx-42")  # flooding stays
+        rtt = first_rtt(b.container, a.container_ip)  # and now B answers on demand
+        assert rtt < FAST_MS, on_demand.log()
+        assert [r["mac"] for r in on_demand.get("ondemand")] == [a.container_mac]
+    finally:
+        on_demand.stop(signal.SIGKILL)
 
 
 def test_on_demand_entries_are_still_evicted_after_a_restart(rig: Rig, tmp_path: Path) -> None:

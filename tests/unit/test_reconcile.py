@@ -40,6 +40,14 @@ def test_multicast_networks_get_no_flood_entries() -> None:
     assert not any(e.mac == ZERO_MAC for e in desired_entries(TABLE, [multicast]))
 
 
+def test_on_demand_devices_get_only_the_flood_entries() -> None:
+    on_demand = Device(42, 5, True, frozenset({LOCAL.vtep}), per_endpoint=False)
+    assert desired_entries(TABLE, [on_demand]) == {
+        FdbEntry(5, ZERO_MAC, A.vtep),
+        FdbEntry(5, ZERO_MAC, B.vtep),
+    }
+
+
 def test_minimal_writes_and_only_owned_deletes() -> None:
     wanted = desired_entries(PeerTable.build([A]), [UNICAST])
     stale = NeighEntry(5, B.ip, B.mac)  # we wrote it; B is gone from the table
