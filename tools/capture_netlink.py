@@ -7,6 +7,7 @@ container behind the bridge. Each step's raw bytes (datagrams concatenated) go t
 `<out>/<step>.bin`; `README.md` there lists what each step did. Needs root:
 
     /tmp/venv/bin/python tools/capture_netlink.py [--out tests/unit/fixtures/netlink]
+    /tmp/venv/bin/python tools/capture_netlink.py --addresses   # only the addr_*.bin files
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ sys.path.insert(0, str(ROOT))
 from tests.integration.netns import VxlanHost, add_underlay, add_vxlan_host, namespaces  # noqa: E402
 from vxlan_evt.netlink.decode import NLMSG_DONE, NLMSG_ERROR, split_messages  # noqa: E402
 from vxlan_evt.netlink.listener import (  # noqa: E402
+    RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETNEIGH,
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV6_IFADDR,
     RTMGRP_LINK,
     RTMGRP_NEIGH,
     encode_dump_request,
@@ -244,13 +248,52 @@ def capture(out: Path) -> None:
     (out / "README.md").write_text("\n".join(readme))
 
 
+ADDRESS_NOTES = "## Addresses (`--addresses`: a socket bound to the IPv4/IPv6 address groups)"
+
+
+def capture_addresses(out: Path) -> None:
+    """Address notifications on host A's br-42 (ifindex 4): a host joining its segment."""
+    with namespaces("ha", "ca", "hb", "cb") as (ha, ca, hb, cb):
+        a, b = VxlanHost(ha, ca, 1, 42), VxlanHost(hb, cb, 2, 42)
+        add_underlay(a, b)
+        add_vxlan_host(a)
+        with open_netlink_socket(
+            ha.name, groups=RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, rcvbuf=8 << 20
+        ) as sock:
+            rec = Recorder(sock, out)
+            br = a.bridge
+            rec.write("addr_dump", "RTM_GETADDR dump after setup", sync_dump(ha.name, RTM_GETADDR))
+            rec.step(
+                "addr_add",
+                f"ip addr add 192.168.42.200/24 dev {br}",
+                lambda: ha.ip("addr", "add", "192.168.42.200/24", "dev", br),
+            )
+            rec.step(
+                "addr_add6",
+                f"ip addr add fd42::200/64 dev {br} nodad",
+                lambda: ha.ip("addr", "add", "fd42::200/64", "dev", br, "nodad"),
+            )
+            rec.step(
+                "addr_del",
+                f"ip addr del 192.168.42.200/24 dev {br}",
+                lambda: ha.ip("addr", "del", "192.168.42.200/24", "dev", br),
+            )
+    readme = out / "README.md"
+    kept = readme.read_text().split(ADDRESS_NOTES)[0].rstrip("\n")
+    readme.write_text("\n".join([kept, "", ADDRESS_NOTES, "", *rec.notes, ""]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=ROOT / "tests/unit/fixtures/netlink")
+    parser.add_argument("--addresses", action="store_true", help="only the address steps")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root: creates network namespaces")
-    capture(args.out)
+    if args.addresses:
+        capture_addresses(args.out)
+    else:
+        capture(args.out)
 
 
 if __name__ == "__main__":

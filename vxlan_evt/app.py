@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from vxlan_evt.engine import AnsweredHook, EngineSettings, EventEngine
 from vxlan_evt.ipam_service import IpamService
 from vxlan_evt.ipam_store import EtcdIpamStore, IpamStore, LocalIpamStore
 from vxlan_evt.metrics import Metrics
+from vxlan_evt.netlink.decode import Address, LinkInfo
 from vxlan_evt.netlink.links import NetlinkKernel
 from vxlan_evt.netlink.listener import NetlinkListener
 from vxlan_evt.netlink.packets import ArpAnswerer, PacketSender
@@ -102,7 +104,14 @@ def _prepare_socket_path(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def open_etcd_peers(config: DaemonConfig, service: DriverService) -> EtcdPeers | None:
+KernelView = Callable[[], tuple[Mapping[int, LinkInfo], Mapping[int, Collection[Address]]]]
+
+
+def open_etcd_peers(
+    config: DaemonConfig, service: DriverService, kernel: KernelView
+) -> EtcdPeers | None:
+    """The etcd backend, publishing this host's endpoints (and the addresses an operator
+    put on our bridges: `kernel` gives the listener's live links and addresses)."""
     if not config.etcd_endpoints:
         return None
     client = EtcdClient(
@@ -120,6 +129,8 @@ def open_etcd_peers(config: DaemonConfig, service: DriverService) -> EtcdPeers |
             service.state,
             host=config.hostname or socket.gethostname(),
             advertise_address=config.advertise_address,
+            links=kernel()[0],
+            addresses=kernel()[1],
         ),
         local_networks=lambda: {
             record.vni: encode_network(record.generic_options, record.pools)
@@ -146,7 +157,7 @@ async def run_daemon(
     worker = NetlinkWorker()
     metrics = Metrics()
     service = DriverService(config, NetlinkKernel(worker), StateStore(config.state_dir))
-    etcd = open_etcd_peers(config, service)
+    etcd = open_etcd_peers(config, service, lambda: (engine.links, engine.addresses))
     ipam_store: IpamStore = (
         EtcdIpamStore(etcd.client, config.etcd_prefix)
         if etcd is not None
@@ -191,7 +202,7 @@ async def run_daemon(
             await nursery.start(engine.run_resolver)
             listener = NetlinkListener(engine.on_event, rcvbuf=config.netlink_rcvbuf)
             await nursery.start(listener.run)
-            engine.use_links(listener.decoder.links)
+            engine.use_links(listener.decoder.links, listener.decoder.addresses)
             await service.load_and_reconcile()
             peer_sync = PeerSync(
                 service,
@@ -212,6 +223,7 @@ async def run_daemon(
                     peer_sync.changed()
 
                 service.on_change = local_changed
+                engine.on_our_address_change = local_changed
                 await nursery.start(etcd.run)
             async with trio.open_nursery() as servers:
                 await servers.start(

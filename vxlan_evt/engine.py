@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -21,6 +21,7 @@ from vxlan_evt.bus import EventBus
 from vxlan_evt.driver import parse_alias
 from vxlan_evt.eventlog import LogThrottle, event_key_of, format_event
 from vxlan_evt.events import (
+    AddrEvent,
     EventBase,
     L2Miss,
     L3Miss,
@@ -30,7 +31,7 @@ from vxlan_evt.events import (
     attribute,
 )
 from vxlan_evt.metrics import Metrics
-from vxlan_evt.netlink.decode import LinkInfo
+from vxlan_evt.netlink.decode import Address, LinkInfo
 from vxlan_evt.netlink.worker import NetlinkWorker
 from vxlan_evt.peers.table import PeerTable
 from vxlan_evt.reconcile import Entry
@@ -153,11 +154,17 @@ class EventEngine:
         self.throttle = LogThrottle()
         self._owned: Mapping[int | str, Owner] = {}
         self.links: Mapping[int, LinkInfo] = {}
+        self.addresses: Mapping[int, Collection[Address]] = {}
+        # Called when an address on one of our links changed (a host joining a segment).
+        self.on_our_address_change: Callable[[], None] = lambda: None
         self._send, self._receive = trio.open_memory_channel[Miss](settings.resolver_queue)
 
-    def use_links(self, links: Mapping[int, LinkInfo]) -> None:
+    def use_links(
+        self, links: Mapping[int, LinkInfo], addresses: Mapping[int, Collection[Address]] = {}
+    ) -> None:
         """Attribute events through this live link table (the listener's decoder's)."""
         self.links = links
+        self.addresses = addresses
         self._owned = OwnershipView(links)
 
     def on_event(self, event: Any) -> None:
@@ -180,6 +187,8 @@ class EventEngine:
         if isinstance(event, Resync):
             self.metrics.resyncs.inc()
             self.metrics.lost_notifications.inc(max(event.losses, 1))
+        if isinstance(event, AddrEvent) and not event.foreign:
+            self.on_our_address_change()
         if isinstance(event, L2Miss | L3Miss):
             self.misses.seen(event)
             if not self.settings.populate:

@@ -22,13 +22,16 @@ NeighAction: TypeAlias = Literal["add", "del", "change"]
 LinkAction: TypeAlias = Literal["add", "del", "up", "down", "mtu", "master", "change"]
 
 # Every `type` an event on the bus can have ("populate" is the engine's verdict on a miss).
-EVENT_TYPES = ("l2miss", "l3miss", "fdb", "neigh", "link", "resync", "decode_problem", "populate")
+EVENT_TYPES = (
+    "l2miss", "l3miss", "fdb", "neigh", "link", "addr", "resync", "decode_problem", "populate",
+)  # fmt: skip
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LLADDR = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2})*$")  # ARP/ND on non-Ethernet links too
 FDB_ACTIONS: frozenset[str] = frozenset({"add", "del"})
 NEIGH_ACTIONS: frozenset[str] = frozenset({"add", "del", "change"})
 LINK_ACTIONS: frozenset[str] = frozenset({"add", "del", "up", "down", "mtu", "master", "change"})
+ADDR_ACTIONS: frozenset[str] = frozenset({"add", "del"})
 
 
 def _check_mac(mac: str | None, pattern: re.Pattern[str] = _MAC) -> None:
@@ -170,6 +173,25 @@ class LinkEvent(EventBase):
 
 
 @dataclass(frozen=True, slots=True)
+class AddrEvent(EventBase):
+    """An IP address was put on a link or taken off it (`ip addr add/del`).
+
+    On one of our bridges this is how a host joins its own segment: the address
+    is published to other hosts like a container's.
+    """
+
+    type: ClassVar[str] = "addr"
+    action: str
+    ifindex: int
+    ifname: str | None
+    ip: IPAddress
+    prefixlen: int
+
+    def __post_init__(self) -> None:
+        _check_action(self.action, ADDR_ACTIONS, "addr")
+
+
+@dataclass(frozen=True, slots=True)
 class Resync(EventBase):
     """Notifications were lost (ENOBUFS): the link table was re-read from a dump.
 
@@ -197,7 +219,9 @@ class DecodeProblem(EventBase):
     raw_hex: str
 
 
-Event: TypeAlias = L2Miss | L3Miss | FdbEvent | NeighEvent | LinkEvent | Resync | DecodeProblem
+Event: TypeAlias = (
+    L2Miss | L3Miss | FdbEvent | NeighEvent | LinkEvent | AddrEvent | Resync | DecodeProblem
+)
 E = TypeVar("E", bound=EventBase)
 Owner: TypeAlias = tuple[str, str | None]
 

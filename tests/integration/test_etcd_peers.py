@@ -6,6 +6,7 @@ reaches it over the underlay like a real cluster member would.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -139,6 +140,28 @@ def test_a_removed_endpoint_leaves_every_host(cluster: Cluster) -> None:
         "NetworkDriver.DeleteEndpoint", {"NetworkID": NET, "EndpointID": "1" * 64}
     )
     assert wait_for(lambda: not programmed(cluster, b, a), timeout=15), cluster.fdb(b)
+
+
+def test_a_host_joins_the_segment_with_an_address_on_its_bridge(cluster: Cluster) -> None:
+    a, b = cluster.hosts
+    daemon_a, daemon_b = cluster.daemons
+    bridge_mac = json.loads(b.host.ip("-j", "link", "show", "br-42"))[0]["address"]
+    b.host.ip("addr", "add", "192.168.42.200/24", "dev", "br-42")
+    member = f"{bridge_mac} dst {b.underlay_ip} self permanent"
+    assert wait_for(lambda: member in cluster.fdb(a), timeout=15), cluster.fdb(a) + daemon_b.log()
+    neigh = a.host.ip("neigh", "show", "dev", "vx-42")
+    assert f"192.168.42.200 lladdr {bridge_mac} PERMANENT" in neigh
+    # The gateway both hosts hold (local scope) is not published: it is everybody's.
+    assert "192.168.42.254" not in neigh
+    ping = subprocess.run(
+        ["ip", "netns", "exec", a.container.name, "ping", "-c", "1", "-W", "2", "192.168.42.200"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert ping.returncode == 0, ping.stdout + daemon_a.log()
+    assert any(e["ip"] == "192.168.42.200" for e in daemon_b.get("events", type="addr"))
+
+    b.host.ip("addr", "del", "192.168.42.200/24", "dev", "br-42")
+    assert wait_for(lambda: member not in cluster.fdb(a), timeout=15), cluster.fdb(a)
 
 
 def test_a_dead_host_disappears_after_its_lease(cluster: Cluster) -> None:

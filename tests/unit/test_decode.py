@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from vxlan_evt.events import (
+    AddrEvent,
     DecodeProblem,
     Event,
     FdbAction,
@@ -360,3 +361,35 @@ def test_attribute_marks_owned_links() -> None:
     assert attribute(stranger, owned) is stranger
     resync = Resync(1, 1)
     assert attribute(resync, owned) is resync
+
+
+# --- addresses (captured by `tools/capture_netlink.py --addresses`) ----------------------------
+
+
+def test_address_dump_then_add_add6_and_del_on_the_bridge(decoder: NetlinkDecoder) -> None:
+    assert decoder.load_addresses([load("addr_dump")]) == []
+    assert (ip_address("10.99.0.1"), 24) in decoder.addresses[UL]
+    assert BR not in decoder.addresses or not any(
+        ip.version == 4 for ip, _ in decoder.addresses[BR]
+    )
+    (added,) = decoder.feed(load("addr_add"))
+    assert isinstance(added, AddrEvent)
+    assert (added.action, added.ifindex, added.ifname, added.ip, added.prefixlen) == (
+        "add", BR, "br-42", ip_address("192.168.42.200"), 24,
+    )  # fmt: skip
+    (added6,) = decoder.feed(load("addr_add6"))
+    assert isinstance(added6, AddrEvent) and added6.ip == ip_address("fd42::200")
+    assert decoder.feed(load("addr_add")) == []  # the same address again is no news
+    (removed,) = decoder.feed(load("addr_del"))
+    assert isinstance(removed, AddrEvent) and removed.action == "del"
+    assert decoder.addresses[BR] == {(ip_address("fd42::200"), 64)}
+
+
+def test_an_address_dump_after_losses_reports_the_differences(decoder: NetlinkDecoder) -> None:
+    decoder.load_addresses([load("addr_dump")])
+    decoder.feed(load("addr_add"))
+    # The dump from before the add stands in for "the address went away while we lost events".
+    events = decoder.load_addresses([load("addr_dump")], report_changes=True)
+    assert [(e.action, e.ip) for e in events if isinstance(e, AddrEvent)] == [
+        ("del", ip_address("192.168.42.200"))
+    ]

@@ -19,7 +19,7 @@ PEER = PeerEndpoint(
 
 def test_endpoint_round_trip() -> None:
     key = endpoint_key("/vxlan-evt/v1/", PEER)
-    assert key == b"/vxlan-evt/v1/endpoints/42/h2/c2"
+    assert key == f"/vxlan-evt/v1/endpoints/42/h2/c2/{PEER.ip}".encode()
     assert decode_endpoint(key, encode_endpoint(PEER)) == PEER
 
 

@@ -17,6 +17,7 @@ messages (misses and FDB bursts, the hot path) are parsed by hand: ~10x faster.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import socket
 import struct
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from vxlan_evt.events import (
+    AddrEvent,
     DecodeProblem,
     Event,
     EventBase,
@@ -46,7 +48,11 @@ from vxlan_evt.events import (
 NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+RTM_NEWADDR, RTM_DELADDR = 20, 21
 HANDLED = frozenset({RTM_NEWLINK, RTM_DELLINK, RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH})
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+_IFADDRMSG = struct.Struct("=BBBBI")
+Address = tuple[IPAddress, int]  # (address, prefix length)
 NLM_F_DUMP_INTR = 0x10
 IFF_UP = 0x1
 NDA_DST, NDA_LLADDR, NDA_VLAN, NDA_PORT, NDA_VNI, NDA_MASTER = 1, 2, 5, 6, 7, 9
@@ -143,6 +149,25 @@ def parse_ndmsg(data: bytes) -> NdMsg:
     return NdMsg(family, ifindex, state, flags, attrs)
 
 
+def parse_ifaddrmsg(data: bytes) -> tuple[int, Address | None]:
+    """(ifindex, (IP, prefix length)) of one RTM_NEWADDR/RTM_DELADDR message (after its
+    16-byte header). IPv4 carries the interface's own address in IFA_LOCAL (IFA_ADDRESS
+    is the peer on point-to-point links); IPv6 only has IFA_ADDRESS."""
+    family, prefixlen, _flags, _scope, ifindex = _IFADDRMSG.unpack_from(data, _HEADER.size)
+    values: dict[int, bytes] = {}
+    offset = _HEADER.size + _IFADDRMSG.size
+    while offset + _NLA.size <= len(data):
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < _NLA.size or offset + length > len(data):
+            raise ValueError(f"bad attribute length {length} at offset {offset}")
+        values[kind & 0x3FFF] = data[offset + _NLA.size : offset + length]
+        offset += (length + 3) & ~3
+    raw = values.get(IFA_LOCAL) or values.get(IFA_ADDRESS)
+    if family not in (socket.AF_INET, socket.AF_INET6) or raw is None:
+        return ifindex, None
+    return ifindex, (ipaddress.ip_address(raw), prefixlen)
+
+
 @dataclass(frozen=True, slots=True)
 class LinkInfo:
     """What the decoder knows about one link: enough to name and classify neighbour events."""
@@ -231,12 +256,18 @@ class NetlinkDecoder:
         self._seq = itertools.count(1)
         self._links: dict[int, LinkInfo] = {}
         self._neighbours: set[tuple[int, IPAddress]] = set()
+        self._addresses: dict[int, set[Address]] = {}
         self._stats = DecoderStatistics()
 
     @property
     def links(self) -> Mapping[int, LinkInfo]:
         """Read-only live view of the link table, by ifindex (stays valid across dumps)."""
         return MappingProxyType(self._links)
+
+    @property
+    def addresses(self) -> Mapping[int, set[Address]]:
+        """Read-only live view: ifindex -> its (IP, prefix length) addresses."""
+        return MappingProxyType(self._addresses)
 
     def statistics(self) -> DecoderStatistics:
         return replace(self._stats)
@@ -293,6 +324,37 @@ class NetlinkDecoder:
         self._stats.events += len(events)
         return events
 
+    def load_addresses(
+        self, chunks: Iterable[bytes], *, report_changes: bool = False
+    ) -> list[Event]:
+        """Replace the address table with an RTM_GETADDR dump; with `report_changes`, the
+        differences come back as AddrEvents (after lost notifications)."""
+        fresh: dict[int, set[Address]] = {}
+        for header in self._split_all(chunks, []):
+            if header.msg_type != RTM_NEWADDR:
+                continue
+            try:
+                ifindex, address = parse_ifaddrmsg(header.data)
+            except (ValueError, struct.error):
+                self._stats.problems += 1
+                continue
+            if address is not None:
+                fresh.setdefault(ifindex, set()).add(address)
+        old = {ifindex: set(addresses) for ifindex, addresses in self._addresses.items()}
+        self._addresses.clear()  # in place: views handed out by `addresses` stay live
+        self._addresses.update(fresh)
+        events: list[Event] = []
+        if report_changes:
+            for ifindex in old.keys() | fresh.keys():
+                before, after = old.get(ifindex, set()), fresh.get(ifindex, set())
+                for action, changed in (("del", before - after), ("add", after - before)):
+                    for ip, prefixlen in sorted(changed, key=str):
+                        ifname, _ = self._names(ifindex)
+                        event = AddrEvent(action, ifindex, ifname, ip, prefixlen)
+                        events.append(self.stamp(event))
+        self._stats.events += len(events)
+        return events
+
     def load_neighbours(self, chunks: Iterable[bytes]) -> NeighbourCounts:
         """Take RTM_GETNEIGH dumps: ARP/ND entries (AF_UNSPEC) are remembered for
         add-versus-change; FDB entries (AF_BRIDGE, a separate dump) are only counted."""
@@ -341,6 +403,8 @@ class NetlinkDecoder:
             if msg is None:
                 return self._problem("pyroute2 could not decode it", header.msg_type, header.data)
             return self._link(header.msg_type, msg)
+        if header.msg_type in (RTM_NEWADDR, RTM_DELADDR):
+            return self._address(header.msg_type, header.data)
         if header.msg_type not in HANDLED:
             return None
         nd = parse_ndmsg(header.data)
@@ -360,11 +424,27 @@ class NetlinkDecoder:
         info = link_info(msg, old)
         if msg_type == RTM_DELLINK:
             self._links.pop(ifindex, None)
+            self._addresses.pop(ifindex, None)
             self._neighbours = {key for key in self._neighbours if key[0] != ifindex}
             return link_event(info, ("del",))
         self._links[ifindex] = info
         changes = ("add",) if old is None else link_changes(old, info)
         return link_event(info, changes) if changes else None
+
+    def _address(self, msg_type: int, data: bytes) -> AddrEvent | None:
+        ifindex, address = parse_ifaddrmsg(data)
+        if address is None:
+            return None
+        held = self._addresses.setdefault(ifindex, set())
+        if msg_type == RTM_DELADDR:
+            held.discard(address)
+        elif address in held:
+            return None  # a refresh (e.g. lifetimes) of an address we already know
+        else:
+            held.add(address)
+        ifname, _ = self._names(ifindex)
+        action = "del" if msg_type == RTM_DELADDR else "add"
+        return AddrEvent(action, ifindex, ifname, address[0], address[1])
 
     def _names(self, ifindex: int) -> tuple[str | None, int | None]:
         link = self._links.get(ifindex)

@@ -1,8 +1,9 @@
 """The listener's I/O edge: a trio netlink socket feeding the pure `NetlinkDecoder`.
 
-Subscribes to RTNLGRP_LINK and RTNLGRP_NEIGH (link changes, ARP/ND, FDB, and the vxlan
-L2/L3 miss requests, which the kernel sends on the NEIGH group). The link table is seeded
-by a dump taken *after* subscribing, so nothing falls between dump and stream.
+Subscribes to RTNLGRP_LINK, RTNLGRP_NEIGH (link changes, ARP/ND, FDB, and the vxlan
+L2/L3 miss requests, which the kernel sends on the NEIGH group) and the IPv4/IPv6 address
+groups. The link and address tables are seeded by dumps taken *after* subscribing, so
+nothing falls between dump and stream.
 
 A miss storm can overflow the socket: the kernel then drops messages and the next recv
 fails with ENOBUFS. We do not die: what is still queued (older than the loss) is decoded,
@@ -42,7 +43,8 @@ log = logging.getLogger(__name__)
 
 RTMGRP_LINK = 0x1
 RTMGRP_NEIGH = 0x4
-RTM_GETLINK, RTM_GETNEIGH = 18, 30
+RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x10, 0x100
+RTM_GETLINK, RTM_GETADDR, RTM_GETNEIGH = 18, 22, 30
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 SO_RCVBUFFORCE: int = getattr(socket, "SO_RCVBUFFORCE", 33)
 CLONE_NEWNET = 0x40000000
@@ -122,9 +124,12 @@ def open_netlink_socket(
 
 
 def encode_dump_request(msg_type: int, family: int, seq: int) -> bytes:
-    """An RTM_GETLINK (ifinfomsg) or RTM_GETNEIGH (ndmsg) dump request, all entries."""
+    """An RTM_GETLINK (ifinfomsg), RTM_GETADDR (ifaddrmsg) or RTM_GETNEIGH (ndmsg) dump
+    request, all entries."""
     if msg_type == RTM_GETLINK:
         body = struct.pack("=BxHiII", family, 0, 0, 0, 0)
+    elif msg_type == RTM_GETADDR:
+        body = struct.pack("=BBBBI", family, 0, 0, 0, 0)
     elif msg_type == RTM_GETNEIGH:
         body = struct.pack("=BxxxiHBB", family, 0, 0, 0, 0)
     else:
@@ -195,7 +200,7 @@ class NetlinkListener:
         *,
         netns: str | None = None,
         rcvbuf: int = DEFAULT_RCVBUF,
-        groups: int = RTMGRP_LINK | RTMGRP_NEIGH,
+        groups: int = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
         clock: Callable[[], float] = time.time,
         drain_limit: int = 10_000,
     ) -> None:
@@ -243,6 +248,7 @@ class NetlinkListener:
             with trio.socket.from_stdlib_socket(request_raw) as requests:
                 self._stats.rcvbuf = raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
                 self.decoder.load_links(await dump(requests, RTM_GETLINK, next(self._dump_seq)))
+                self.decoder.load_addresses(await dump(requests, RTM_GETADDR, next(self._dump_seq)))
                 # ARP/ND only: the decoder needs them for add-vs-change, not the FDB.
                 self.decoder.load_neighbours(
                     await dump(requests, RTM_GETNEIGH, next(self._dump_seq))
@@ -308,6 +314,9 @@ class NetlinkListener:
             await trio.lowlevel.checkpoint()
         links = await dump(requests, RTM_GETLINK, next(self._dump_seq))
         for event in self.decoder.load_links(links, report_changes=True):
+            await self._send(event)
+        addresses = await dump(requests, RTM_GETADDR, next(self._dump_seq))
+        for event in self.decoder.load_addresses(addresses, report_changes=True):
             await self._send(event)
         neighbours = await dump(requests, RTM_GETNEIGH, next(self._dump_seq))
         # Only counted (FDB state is the consumers'), but a fresh count says what they face.

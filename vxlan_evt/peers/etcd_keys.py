@@ -3,7 +3,8 @@
 Under the prefix (default `/vxlan-evt/v1/`):
 
 * `hosts/<host>` → `{"host", "vteps"}`, attached to the host's lease;
-* `endpoints/<vni>/<host>/<endpoint>` → `{"ip", "mac", "vtep", "host", "container"}`,
+* `endpoints/<vni>/<host>/<endpoint>/<ip>` → `{"ip", "mac", "vtep", "host", "container"}`
+  (one key per address: an endpoint may have an IPv4 and an IPv6 address),
   attached to the host's lease, so a dead host's endpoints vanish when its
   lease expires;
 * `networks/<vni>/<host>` → `{"options", "subnets"}`: each host's settings for
@@ -35,7 +36,7 @@ def endpoints_prefix(prefix: str) -> bytes:
 
 
 def endpoint_key(prefix: str, peer: PeerEndpoint) -> bytes:
-    return f"{prefix}endpoints/{peer.vni}/{peer.host}/{peer.container}".encode()
+    return f"{prefix}endpoints/{peer.vni}/{peer.host}/{peer.container}/{peer.ip}".encode()
 
 
 def host_key(prefix: str, host: str) -> bytes:
