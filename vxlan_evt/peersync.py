@@ -101,7 +101,9 @@ class PeerSync:
         return devices
 
     def _local_vteps(self, record: NetworkRecord) -> frozenset[IPAddress]:
-        source = record.generic_options.get("SrcAddr")
+        """Our own VTEP: the network's SrcAddr, else the address we advertise to others.
+        Nothing may point there (our own endpoints are behind the bridge, not the VTEP)."""
+        source = record.generic_options.get("SrcAddr") or self.service.config.advertise_address
         return frozenset({ip_address(source)}) if source else frozenset()
 
     async def sync_once(self) -> SyncPlan:

@@ -3,7 +3,9 @@
 Pure. An L3 miss (who has IP?) is answered with the neighbour entry *and* the
 FDB entry, so the next packet leaves at once; an L2 miss (where is MAC?)
 with the FDB entry. A miss the table cannot answer yields no writes and is
-counted by the caller.
+counted by the caller. This host's own endpoints (source "local") are never an
+answer: they sit behind the bridge, and an entry pointing at our own VTEP would
+send their traffic back into our own vxlan device.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class Answer:
 
 def answer_l3_miss(table: PeerTable, *, vni: int, ifindex: int, ip: IPAddress) -> Answer | None:
     peer = table.by_ip(vni, ip)
-    if peer is None:
+    if peer is None or peer.source == "local":
         return None
     return Answer(
         peer,
@@ -32,6 +34,6 @@ def answer_l3_miss(table: PeerTable, *, vni: int, ifindex: int, ip: IPAddress) -
 
 def answer_l2_miss(table: PeerTable, *, vni: int, ifindex: int, mac: str) -> Answer | None:
     peer = table.by_mac(vni, mac)
-    if peer is None:
+    if peer is None or peer.source == "local":
         return None
     return Answer(peer, (FdbEntry(ifindex, peer.mac, peer.vtep),))

@@ -14,6 +14,7 @@ from vxlan_evt.reconcile import (
     plan_sync,
     present_entries,
 )
+from vxlan_evt.resolver import answer_l2_miss, answer_l3_miss
 
 A = PeerEndpoint(42, ip_address("10.42.0.2"), "02:42:0a:2a:00:02", ip_address("192.0.2.2"))
 B = PeerEndpoint(42, ip_address("10.42.0.3"), "02:42:0a:2a:00:03", ip_address("192.0.2.3"))
@@ -79,3 +80,12 @@ def test_present_entries_reads_permanent_entries_of_our_devices() -> None:
         FdbEntry(5, A.mac, A.vtep),
         NeighEntry(5, A.ip, A.mac),
     }
+
+
+def test_our_own_endpoints_are_never_an_answer_to_a_miss() -> None:
+    mine = PeerEndpoint(42, ip_address("10.42.0.9"), "02:42:0a:2a:00:09", LOCAL.vtep, "local")
+    table = PeerTable.build([A, mine])
+    assert answer_l3_miss(table, vni=42, ifindex=5, ip=mine.ip) is None
+    assert answer_l2_miss(table, vni=42, ifindex=5, mac=mine.mac) is None
+    answer = answer_l3_miss(table, vni=42, ifindex=5, ip=A.ip)
+    assert answer is not None and FdbEntry(5, A.mac, A.vtep) in answer.writes

@@ -10,6 +10,7 @@ the backend retries with capped exponential backoff.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
@@ -57,6 +58,7 @@ class EtcdPeers:
         self._remote: dict[bytes, PeerEndpoint] = {}
         self._published: dict[bytes, bytes] = {}
         self._local_changed = trio.Event()
+        self._lease: int | None = None
 
     def local_changed(self) -> None:
         """This host's endpoints changed: publish soon, and refresh the table now."""
@@ -101,6 +103,12 @@ class EtcdPeers:
         self._published = {}
         await self.client.put(host_key(self.prefix, self.host), self.host.encode(), lease=lease)
         await self._publish(lease)
+        if self._lease is not None and self._lease != lease:
+            # Everything still wanted now hangs on the new lease; revoking the old one
+            # deletes at once what went away while etcd was unreachable (no flap).
+            with contextlib.suppress(EtcdError):
+                await self.client.lease_revoke(self._lease)
+        self._lease = lease
         self.connected = True
         log.info("etcd connected host=%s lease=%x ttl=%ds", self.host, lease, self.lease_ttl)
         return lease
