@@ -17,8 +17,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 import trio
 
+from vxlan_evt.atomicfile import write_atomic
 from vxlan_evt.errors import SystemFailure
 from vxlan_evt.ipam import (
     Allocation,
@@ -72,26 +71,6 @@ class IpamStore(Protocol):
 
 
 # --------------------------------------------------------------------- local file
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file, fsync, rename, fsync the directory (as `state.StateStore.save`)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp_name = tempfile.mkstemp(prefix=".ipam-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 Addresses = dict[str, dict[IPAddress, Allocation]]  # scope → address → record
@@ -152,7 +131,7 @@ class LocalIpamStore:
 
     async def _commit(self, addresses: Addresses, refs: Refs) -> None:
         """Write first, then adopt: a failed write leaves memory as the disk has it."""
-        await trio.to_thread.run_sync(_write_atomic, self.path, encode_ipam_file(addresses, refs))
+        await trio.to_thread.run_sync(write_atomic, self.path, encode_ipam_file(addresses, refs))
         self._loaded = (addresses, refs)
 
     async def allocate(

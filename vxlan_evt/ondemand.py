@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +27,7 @@ from typing import Any
 
 import trio
 
+from vxlan_evt.atomicfile import write_atomic
 from vxlan_evt.driver import parse_alias
 from vxlan_evt.errors import InvalidOption
 from vxlan_evt.events import L2Miss, L3Miss
@@ -303,15 +302,8 @@ class OnDemand:
 
     def _save(self, data: bytes) -> None:
         """Atomic replace; a lost ledger only means entries that are never evicted."""
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".ondemand-", dir=self.path.parent)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        if self.path is not None:
+            write_atomic(self.path, data)
 
     async def save_if_changed(self) -> None:
         if self._dirty and self.path is not None:

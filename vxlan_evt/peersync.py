@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from ipaddress import ip_address
 
 import trio
 
+from vxlan_evt.atomicfile import write_atomic
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.netlink.tables import read_kernel_tables
 from vxlan_evt.netlink.worker import NetlinkWorker
@@ -145,13 +144,7 @@ class PeerSync:
             self.owned = set()
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".programmed-", dir=self.path.parent)
-        with os.fdopen(fd, "wb") as out:
-            out.write(encode_entries(self.owned))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, encode_entries(self.owned))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await trio.to_thread.run_sync(self._load)

@@ -9,13 +9,12 @@ codec is pure; only `StateStore` touches the disk (atomic replace + fsync).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from vxlan_evt.atomicfile import write_atomic
 from vxlan_evt.errors import SystemFailure
 
 STATE_VERSION = 1
@@ -129,21 +128,5 @@ class StateStore:
         return decode_state(data)
 
     def save(self, state: DriverState) -> None:
-        """Write atomically: temp file, fsync, rename, fsync the directory."""
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        data = encode_state(state)
-        fd, tmp_name = tempfile.mkstemp(prefix=".state-", dir=self.state_dir)
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(data)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.replace(tmp_name, self.path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        """Write atomically: a crash leaves the old state or the new one, never half."""
+        write_atomic(self.path, encode_state(state))
