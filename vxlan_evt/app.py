@@ -210,6 +210,7 @@ async def run_daemon(
                 metrics,
                 peer_table,
                 preprogram=lambda record: network_mode(record, config.resolve) == "preprogram",
+                links=lambda: engine.links,
             )
             await nursery.start(peer_sync.run)
             await nursery.start(ondemand.run)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from ipaddress import ip_address
 
 import trio
 
 from vxlan_evt.atomicfile import write_atomic
 from vxlan_evt.metrics import Metrics
-from vxlan_evt.netlink.tables import read_kernel_tables
+from vxlan_evt.netlink.decode import LinkInfo
+from vxlan_evt.netlink.tables import read_kernel_tables, read_permanent_entries
 from vxlan_evt.netlink.worker import NetlinkWorker
 from vxlan_evt.peers.table import IPAddress, PeerTable
 from vxlan_evt.reconcile import (
@@ -28,7 +29,6 @@ from vxlan_evt.reconcile import (
     SyncPlan,
     desired_entries,
     plan_sync,
-    present_entries,
 )
 from vxlan_evt.service import DriverService
 from vxlan_evt.state import NetworkRecord
@@ -65,6 +65,7 @@ class PeerSync:
         peers: Callable[[], PeerTable],
         *,
         preprogram: Callable[[NetworkRecord], bool] = lambda _record: True,
+        links: Callable[[], Mapping[int, LinkInfo]] | None = None,
         interval: float = 30.0,
     ) -> None:
         self.service = service
@@ -72,6 +73,7 @@ class PeerSync:
         self.metrics = metrics
         self.peers = peers
         self.preprogram = preprogram
+        self.links = links  # the listener's live table; without it, every sync dumps links
         self.interval = interval
         self.path = service.config.state_dir / "programmed.json"
         self.owned: set[Entry] = set()
@@ -105,17 +107,26 @@ class PeerSync:
         source = record.generic_options.get("SrcAddr") or self.service.config.advertise_address
         return frozenset({ip_address(source)}) if source else frozenset()
 
-    async def sync_once(self) -> SyncPlan:
+    async def _link_indexes(self) -> dict[str, int]:
+        """Our networks' link names -> ifindex, from the listener's live table when it
+        already knows every one of them (a link created a moment ago may not be there
+        yet: then, and without a live table, from a dump)."""
+        if self.links is not None:
+            live = {info.ifname: info.ifindex for info in self.links().values() if info.ifname}
+            if all(r.vxlan_name in live for r in self.service.state.networks.values()):
+                return live
         tables = await read_kernel_tables()
-        links = {info.ifname: info.ifindex for info in tables.links if info.ifname}
-        devices = self._devices(links)
+        return {info.ifname: info.ifindex for info in tables.links if info.ifname}
+
+    async def sync_once(self) -> SyncPlan:
+        devices = self._devices(await self._link_indexes())
         ifindexes = {d.ifindex for d in devices}
         # Entries on devices that are gone are no longer ours; on a device switched to on
         # demand, the per-endpoint entries we wrote are no longer wanted and are removed.
         self.owned = {e for e in self.owned if e.ifindex in ifindexes}
         plan = plan_sync(
             desired_entries(self.peers(), devices),
-            present_entries(tables.fdb, tables.neigh, ifindexes),
+            await read_permanent_entries(ifindexes),
             self.owned,
         )
         if plan:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vxlan_evt.events import FdbEvent, NeighEvent
 from vxlan_evt.peers.table import IPAddress, PeerTable
 
 ZERO_MAC = "00:00:00:00:00:00"
@@ -85,17 +84,3 @@ def plan_sync(desired: set[Entry], present: set[Entry], owned: set[Entry]) -> Sy
         if not (isinstance(e, NeighEntry) and (e.ifindex, e.ip) in rewritten)
     }
     return SyncPlan(frozenset(write), frozenset(delete))
-
-
-def present_entries(
-    fdb: Iterable[FdbEvent], neigh: Iterable[NeighEvent], ifindexes: set[int]
-) -> set[Entry]:
-    """Permanent entries on our vxlan devices, from a kernel dump."""
-    present: set[Entry] = set()
-    for f in fdb:
-        if f.ifindex in ifindexes and f.dst is not None and "PERMANENT" in f.state:
-            present.add(FdbEntry(f.ifindex, f.mac, f.dst))
-    for n in neigh:
-        if n.ifindex in ifindexes and n.mac is not None and "PERMANENT" in n.state:
-            present.add(NeighEntry(n.ifindex, n.ip, n.mac))
-    return present

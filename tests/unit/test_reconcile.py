@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from ipaddress import ip_address
+from pathlib import Path
 
-from vxlan_evt.events import FdbEvent, NeighEvent
+from vxlan_evt.netlink.tables import permanent_entries
 from vxlan_evt.peers.table import PeerEndpoint, PeerTable
 from vxlan_evt.reconcile import (
     ZERO_MAC,
@@ -12,7 +13,6 @@ from vxlan_evt.reconcile import (
     NeighEntry,
     desired_entries,
     plan_sync,
-    present_entries,
 )
 from vxlan_evt.resolver import answer_l2_miss, answer_l3_miss
 
@@ -69,17 +69,16 @@ def test_a_moved_ip_is_rewritten_not_deleted() -> None:
     assert old not in plan.delete
 
 
-def test_present_entries_reads_permanent_entries_of_our_devices() -> None:
-    fdb = [
-        FdbEvent("add", 5, "vx-42", 42, A.mac, dst=A.vtep, state="NOARP|PERMANENT"),
-        FdbEvent("add", 5, "vx-42", 42, B.mac, dst=B.vtep, state="REACHABLE"),
-        FdbEvent("add", 9, "vx-9", 9, A.mac, dst=A.vtep, state="PERMANENT"),
-    ]
-    neigh = [NeighEvent("add", 5, "vx-42", A.ip, A.mac, "PERMANENT")]
-    assert present_entries(fdb, neigh, {5}) == {
-        FdbEntry(5, A.mac, A.vtep),
-        NeighEntry(5, A.ip, A.mac),
+def test_permanent_entries_of_our_devices_from_captured_dumps() -> None:
+    fixtures = Path(__file__).parent / "fixtures" / "netlink"
+    dumps = [(fixtures / f"{name}.bin").read_bytes() for name in ("fdb_dump", "neigh_dump")]
+    # vx-42 is ifindex 3; the bridge's own entries (no remote) and other devices are not ours.
+    assert permanent_entries(dumps, {3}) == {
+        FdbEntry(3, "02:42:c0:a8:2a:02", ip_address("10.99.0.2")),
+        NeighEntry(3, ip_address("192.168.42.3"), "02:42:c0:a8:2a:03"),
     }
+    assert permanent_entries(dumps, {2, 4, 5}) == set()
+    assert permanent_entries([dumps[0][:-7]], {3}) <= permanent_entries(dumps, {3})
 
 
 def test_our_own_endpoints_are_never_an_answer_to_a_miss() -> None:
