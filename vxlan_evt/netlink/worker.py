@@ -5,6 +5,9 @@ dumps, but it blocks; FDB and neighbour entries go through `EntryWriter`, which
 batches them on a socket of its own. A single task owns both and runs each
 submitted job in a worker thread (`trio.to_thread.run_sync`, one at a time):
 writes are serialised, never interleaved, and no other task blocks the event loop.
+A small entry write (a miss being answered) is `inline`: it runs in the owner task
+itself, since one batched sendmsg costs less than the hop to a thread and back,
+and a container is waiting for it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class WorkerStatistics:
 class _Request:
     job: Job
     reply: trio.MemorySendChannel[outcome.Outcome[Any]]
+    inline: bool = False
 
 
 class NetlinkWorker:
@@ -58,10 +62,11 @@ class NetlinkWorker:
     def statistics(self) -> WorkerStatistics:
         return WorkerStatistics(**{k: getattr(self._stats, k) for k in self._stats.__slots__})
 
-    async def call(self, job: Callable[[Netlink], T]) -> T:
-        """Run `job(netlink)` in the owner task's thread and return (or raise) its outcome."""
+    async def call(self, job: Callable[[Netlink], T], *, inline: bool = False) -> T:
+        """Run `job(netlink)` in the owner task's thread (`inline`: in the owner task, for
+        jobs of well under a millisecond) and return (or raise) its outcome."""
         reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[Any]](1)
-        await self._send.send(_Request(job, reply_send))
+        await self._send.send(_Request(job, reply_send, inline))
         async with reply_receive:
             result: outcome.Outcome[T] = await reply_receive.receive()
         return result.unwrap()
@@ -74,9 +79,13 @@ class NetlinkWorker:
             async with self._receive:
                 async for request in self._receive:
                     started = time.monotonic()
-                    result = await trio.to_thread.run_sync(
-                        outcome.capture, request.job, netlink, limiter=limiter
-                    )
+                    if request.inline:
+                        result = outcome.capture(request.job, netlink)
+                        await trio.lowlevel.checkpoint()
+                    else:
+                        result = await trio.to_thread.run_sync(
+                            outcome.capture, request.job, netlink, limiter=limiter
+                        )
                     self._stats.jobs += 1
                     self._stats.busy_seconds += time.monotonic() - started
                     if isinstance(result, outcome.Error):
