@@ -135,18 +135,24 @@ class NdMsg:
         return None if raw is None else int(form.unpack_from(raw)[0])
 
 
+def attributes(data: bytes, start: int = 0, end: int | None = None) -> dict[int, bytes]:
+    """The rtattrs in data[start:end] by type (NLA_F_* bits cleared; the last one wins)."""
+    end = len(data) if end is None else end
+    found: dict[int, bytes] = {}
+    offset = start
+    while offset + _NLA.size <= end:
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < _NLA.size or offset + length > end:
+            raise ValueError(f"bad attribute length {length} at offset {offset}")
+        found[kind & 0x3FFF] = data[offset + _NLA.size : offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
 def parse_ndmsg(data: bytes) -> NdMsg:
     """Parse one RTM_*NEIGH message (header included); ValueError/struct.error if broken."""
     family, ifindex, state, flags, _type = _NDMSG.unpack_from(data, _HEADER.size)
-    attrs: dict[int, bytes] = {}
-    offset = _HEADER.size + _NDMSG.size
-    while offset + _NLA.size <= len(data):
-        length, kind = _NLA.unpack_from(data, offset)
-        if length < _NLA.size or offset + length > len(data):
-            raise ValueError(f"bad attribute length {length} at offset {offset}")
-        attrs[kind & 0x3FFF] = data[offset + _NLA.size : offset + length]  # no NLA_F_* bits
-        offset += (length + 3) & ~3
-    return NdMsg(family, ifindex, state, flags, attrs)
+    return NdMsg(family, ifindex, state, flags, attributes(data, _HEADER.size + _NDMSG.size))
 
 
 def parse_ifaddrmsg(data: bytes) -> tuple[int, Address | None]:
@@ -154,14 +160,7 @@ def parse_ifaddrmsg(data: bytes) -> tuple[int, Address | None]:
     16-byte header). IPv4 carries the interface's own address in IFA_LOCAL (IFA_ADDRESS
     is the peer on point-to-point links); IPv6 only has IFA_ADDRESS."""
     family, prefixlen, _flags, _scope, ifindex = _IFADDRMSG.unpack_from(data, _HEADER.size)
-    values: dict[int, bytes] = {}
-    offset = _HEADER.size + _IFADDRMSG.size
-    while offset + _NLA.size <= len(data):
-        length, kind = _NLA.unpack_from(data, offset)
-        if length < _NLA.size or offset + length > len(data):
-            raise ValueError(f"bad attribute length {length} at offset {offset}")
-        values[kind & 0x3FFF] = data[offset + _NLA.size : offset + length]
-        offset += (length + 3) & ~3
+    values = attributes(data, _HEADER.size + _IFADDRMSG.size)
     raw = values.get(IFA_LOCAL) or values.get(IFA_ADDRESS)
     if family not in (socket.AF_INET, socket.AF_INET6) or raw is None:
         return ifindex, None
