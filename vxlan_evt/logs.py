@@ -35,3 +35,6 @@ def setup_logging(*, debug: bool, log_format: str) -> None:
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     # pyroute2 logs every netlink message at debug level: far too much even for -d.
     logging.getLogger("pyroute2").setLevel(logging.INFO)
+    # httpx logs every etcd request (leases, puts, watches) at info: keep those for -d.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if debug else logging.WARNING)
