@@ -35,6 +35,7 @@ def setup_logging(*, debug: bool, log_format: str) -> None:
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     # pyroute2 logs every netlink message at debug level: far too much even for -d.
     logging.getLogger("pyroute2").setLevel(logging.INFO)
-    # httpx logs every etcd request (leases, puts, watches) at info: keep those for -d.
-    for chatty in ("httpx", "httpcore"):
-        logging.getLogger(chatty).setLevel(logging.DEBUG if debug else logging.WARNING)
+    # httpx logs every etcd request (leases, puts, watches) at info: keep those for -d;
+    # httpcore's connection-level debug lines are noise even then.
+    logging.getLogger("httpx").setLevel(logging.INFO if debug else logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
