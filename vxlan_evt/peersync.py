@@ -43,7 +43,8 @@ def encode_entries(entries: set[Entry]) -> bytes:
         else {"kind": "neigh", "ifindex": e.ifindex, "ip": str(e.ip), "mac": e.mac}
         for e in entries
     ]
-    return json.dumps(sorted(rows, key=json.dumps), indent=1).encode()
+    rows.sort(key=lambda r: (r["kind"], r["ifindex"], r.get("ip", ""), r["mac"], r.get("dst", "")))
+    return json.dumps(rows, indent=1).encode()
 
 
 def decode_entries(data: bytes) -> set[Entry]:
@@ -130,7 +131,7 @@ class PeerSync:
             self.owned,
         )
         if plan:
-            writes, deletes = sorted(plan.write, key=repr), sorted(plan.delete, key=repr)
+            writes, deletes = list(plan.write), list(plan.delete)  # order does not matter
             failed = await self.worker.call(
                 lambda nl: nl.entries.write(writes) + nl.entries.delete(deletes)
             )
