@@ -48,7 +48,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from rig import (  # noqa: E402
     Daemon,
+    NeighWatcher,
     Netns,
     RigError,
     add_loop_underlay,
@@ -77,15 +77,12 @@ from wire import (  # noqa: E402
     CONTAINER_IP,
     CONTAINER_MAC,
     MAX_PEERS,
-    RTMGRP_NEIGH,
     VNI,
     VXLAN,
     parse_neigh_messages,
     peer_ip,
     peer_mac,
 )
-
-from vxlan_evt.netlink.listener import open_netlink_socket  # noqa: E402
 
 PYTHON = sys.executable
 ZERO_MAC = "00:00:00:00:00:00"
@@ -115,36 +112,6 @@ def write_peers(path: Path, endpoints: int, vteps: int) -> Path:
 # --- watching the kernel ---------------------------------------------------------------------
 
 
-class Watcher:
-    """A thread stamping (CLOCK_MONOTONIC) every neighbour notification of one netns."""
-
-    def __init__(self, netns: str) -> None:
-        self._sock = open_netlink_socket(netns, groups=RTMGRP_NEIGH, rcvbuf=256 << 20)
-        self._sock.settimeout(0.1)
-        self.records: list[tuple[int, bytes]] = []
-        self.overflows = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        buffer = bytearray(1 << 16)
-        while not self._stop.is_set():
-            try:
-                size = self._sock.recv_into(buffer)
-            except TimeoutError:
-                continue
-            except OSError:  # ENOBUFS: notifications lost (the dump counts still hold)
-                self.overflows += 1
-                continue
-            self.records.append((time.monotonic_ns(), bytes(buffer[:size])))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sock.close()
-
-
 @dataclass
 class Seen:
     """First RTM_NEWNEIGH (monotonic ns) per neighbour IP and per FDB (MAC, dst) on one device."""
@@ -154,7 +121,7 @@ class Seen:
     fdb: dict[tuple[str, str | None], int] = field(default_factory=dict)
     cursor: int = 0
 
-    def update(self, watcher: Watcher) -> None:
+    def update(self, watcher: NeighWatcher) -> None:
         records = watcher.records[self.cursor :]
         self.cursor += len(records)
         for t, data in records:
@@ -171,7 +138,7 @@ FdbKey = tuple[str, str | None]
 
 
 def wait_seen(
-    seen: Seen, watcher: Watcher, ips: Sequence[str], fdbs: Sequence[FdbKey], timeout: float
+    seen: Seen, watcher: NeighWatcher, ips: Sequence[str], fdbs: Sequence[FdbKey], timeout: float
 ) -> bool:
     """Until every IP's neighbour entry and every FDB entry was seen; False on timeout."""
     deadline = time.monotonic() + timeout
@@ -243,7 +210,7 @@ def run_mode(mode: str, args: argparse.Namespace, peers: Path, workdir: Path) ->
         stack.callback(container.close)
         print(f"[{mode}] rig: {host.name} {container.name}", file=sys.stderr, flush=True)
         add_loop_underlay(host, "10.99.0.1/16")
-        watcher = Watcher(host.name)
+        watcher = NeighWatcher(host.name, rcvbuf=256 << 20)
         stack.callback(watcher.close)
         daemon = Daemon(host, workdir / mode, "--peers", str(peers), *args.daemon_arg)
         stack.callback(daemon.stop)

@@ -45,7 +45,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,18 +56,15 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from rig import MissRig, handle_sigterm, miss_rig, remove_stale  # noqa: E402
+from rig import MissRig, NeighWatcher, handle_sigterm, miss_rig, remove_stale  # noqa: E402
 from stats import Summary, format_ms, format_table, ns_to_ms, ratio, summarize  # noqa: E402
 from wire import (  # noqa: E402
     AF_BRIDGE,
-    RTMGRP_NEIGH,
     parse_neigh_messages,
     peer_ip,
     peer_mac,
     write_peers_file,
 )
-
-from vxlan_evt.netlink.listener import open_netlink_socket  # noqa: E402
 
 PYTHON = sys.executable
 IDLE_S = 10.0  # a run ends when no notification came for this long after the last request,
@@ -77,36 +73,6 @@ WARMUP = 50
 
 
 # --- watching the kernel ---------------------------------------------------------------------
-
-
-class Watcher:
-    """A thread stamping every neighbour notification of the host netns on arrival."""
-
-    def __init__(self, netns: str) -> None:
-        self._sock = open_netlink_socket(netns, groups=RTMGRP_NEIGH, rcvbuf=64 << 20)
-        self._sock.settimeout(0.1)
-        self.records: list[tuple[int, bytes]] = []
-        self.overflows = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        buffer = bytearray(1 << 16)
-        while not self._stop.is_set():
-            try:
-                size = self._sock.recv_into(buffer)
-            except TimeoutError:
-                continue
-            except OSError:  # ENOBUFS: notifications lost; the lost IPs count as "lost"
-                self.overflows += 1
-                continue
-            self.records.append((time.monotonic_ns(), bytes(buffer[:size])))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sock.close()
 
 
 @dataclass
@@ -309,7 +275,7 @@ class RunResult:
 
 def run_once(
     rig: MissRig,
-    watcher: Watcher,
+    watcher: NeighWatcher,
     answerer: Answerer,
     rate: float,
     count: int,
@@ -389,7 +355,7 @@ def answering(answerer: Answerer) -> Iterator[Answerer]:
 
 def measure(
     rig: MissRig,
-    watcher: Watcher,
+    watcher: NeighWatcher,
     answerer: Answerer,
     rates: Sequence[float],
     duration: float,
@@ -540,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         peers = write_peers_file(workdir / "peers.json", max(count, WARMUP))
         with miss_rig() as rig:
-            watcher = Watcher(rig.host.name)
+            watcher = NeighWatcher(rig.host.name, rcvbuf=64 << 20)
             try:
                 print(f"rig: host {rig.host.name}, container {rig.container.name}", file=sys.stderr)
                 plan = (args.rate_list, args.duration, args.idle)

@@ -80,11 +80,9 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from rig import Netns, handle_sigterm, remove_stale, run  # noqa: E402
+from rig import NeighWatcher, Netns, handle_sigterm, remove_stale, run  # noqa: E402
 from stats import format_ms, format_table, ns_to_ms, ratio, summarize  # noqa: E402
-from wire import AF_BRIDGE, RTMGRP_NEIGH, parse_neigh_messages  # noqa: E402
-
-from vxlan_evt.netlink.listener import open_netlink_socket  # noqa: E402
+from wire import AF_BRIDGE, parse_neigh_messages  # noqa: E402
 
 PYTHON = sys.executable
 ETCD_IP = "10.99.0.100"
@@ -339,34 +337,23 @@ class KernelWatch:
 
     def __init__(self, netns: str) -> None:
         self.seen = Seen()
-        self.overflows = 0
-        self._sock = open_netlink_socket(netns, groups=RTMGRP_NEIGH, rcvbuf=32 << 20)
-        self._sock.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"kernel-{netns}", daemon=True)
-        self._thread.start()
+        self._watcher = NeighWatcher(netns, rcvbuf=32 << 20, on_datagram=self._record)
 
-    def _run(self) -> None:
-        buffer = bytearray(1 << 16)
-        while not self._stop.is_set():
-            try:
-                size = self._sock.recv_into(buffer)
-            except TimeoutError:
+    @property
+    def overflows(self) -> int:
+        return self._watcher.overflows
+
+    def _record(self, t: int, data: bytes) -> None:
+        keys: list[tuple[str, ...]] = []
+        for msg in parse_neigh_messages(data):
+            if msg.kind == "miss":
                 continue
-            except OSError:  # ENOBUFS: notifications lost (shows up as lost endpoints)
-                self.overflows += 1
-                continue
-            t = time.monotonic_ns()
-            keys: list[tuple[str, ...]] = []
-            for msg in parse_neigh_messages(bytes(buffer[:size])):
-                if msg.kind == "miss":
-                    continue
-                if msg.family == AF_BRIDGE and msg.mac is not None:
-                    keys.append((msg.kind, "fdb", str(msg.ifindex), msg.mac))
-                elif msg.family != AF_BRIDGE and msg.ip is not None:
-                    keys.append((msg.kind, "neigh", str(msg.ifindex), msg.ip))
-            if keys:
-                self.seen.record(t, keys)
+            if msg.family == AF_BRIDGE and msg.mac is not None:
+                keys.append((msg.kind, "fdb", str(msg.ifindex), msg.mac))
+            elif msg.family != AF_BRIDGE and msg.ip is not None:
+                keys.append((msg.kind, "neigh", str(msg.ifindex), msg.ip))
+        if keys:
+            self.seen.record(t, keys)
 
     @staticmethod
     def entries(kind: str, ifindex: int, ep: Endpoint) -> list[tuple[str, ...]]:
@@ -386,9 +373,7 @@ class KernelWatch:
         return self.seen.wait_all(keys, timeout)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sock.close()
+        self._watcher.close()
 
 
 def endpoint_key_of(key: str) -> str:

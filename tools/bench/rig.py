@@ -84,6 +84,54 @@ def socket_in_netns(netns: str, make: Callable[[], socket.socket]) -> socket.soc
     return made[0]
 
 
+RTMGRP_NEIGH = 0x4
+SO_RCVBUFFORCE = 33
+
+
+class NeighWatcher:
+    """A thread stamping (CLOCK_MONOTONIC ns) every datagram of the neighbour group in one
+    netns: misses, FDB and neighbour entries. Kept as `records`, or handed to `on_datagram`."""
+
+    def __init__(
+        self,
+        netns: str,
+        *,
+        rcvbuf: int = 64 << 20,
+        on_datagram: Callable[[int, bytes], None] | None = None,
+    ) -> None:
+        def make() -> socket.socket:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+            sock.bind((0, RTMGRP_NEIGH))
+            return sock
+
+        self._sock = socket_in_netns(netns, make)
+        self._sock.settimeout(0.1)
+        self.records: list[tuple[int, bytes]] = []
+        self.overflows = 0  # ENOBUFS: notifications lost
+        self._on_datagram = on_datagram or (lambda t, data: self.records.append((t, data)))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{netns}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        buffer = bytearray(1 << 16)
+        while not self._stop.is_set():
+            try:
+                size = self._sock.recv_into(buffer)
+            except TimeoutError:
+                continue
+            except OSError:
+                self.overflows += 1
+                continue
+            self._on_datagram(time.monotonic_ns(), bytes(buffer[:size]))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+
 def code_version() -> str:
     """`git describe --always --dirty` of the checkout the daemon runs from ("unknown" if none)."""
     done = subprocess.run(
