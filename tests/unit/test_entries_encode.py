@@ -107,3 +107,35 @@ def test_parse_errors_reads_codes_and_extended_messages() -> None:
 def test_parse_errors_stops_at_a_truncated_message() -> None:
     data = error_message(3, -19)
     assert list(parse_errors(data[:-4])) == []
+
+
+class SilentKernel:
+    """A socket whose requests are sent and never answered."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        return len(data)
+
+    def recv(self, size: int) -> bytes:
+        raise TimeoutError("timed out")
+
+    def close(self) -> None:
+        pass
+
+
+def test_no_answer_fails_the_batch_instead_of_raising() -> None:
+    from vxlan_evt.netlink.entries import EntryWriter
+
+    writer = EntryWriter(batch=2)
+    real = writer._socket
+    writer._socket = SilentKernel()  # type: ignore[assignment]
+    try:
+        entries = [NeighEntry(5, ip_address(f"10.5.0.{i}"), MAC) for i in range(3)]
+        failures = writer.write(entries)
+        assert [entry for entry, _ in failures] == entries
+        assert all("no complete answer from the kernel: timed out" in r for _, r in failures)
+    finally:
+        real.close()

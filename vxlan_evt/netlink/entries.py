@@ -170,18 +170,23 @@ class EntryWriter:
             by_sequence[seq] = entry
             last = position == len(chunk) - 1
             requests.append(encode_request(entry, delete=delete, seq=seq, ack=last))
-        self._socket.send(b"".join(requests))
         final = seq
         failures: list[tuple[Entry, str]] = []
-        while True:
-            data = self._socket.recv(1 << 16)
-            done = False
-            for reply_seq, code, message in parse_errors(data):
-                entry_or_none = by_sequence.get(reply_seq)
-                if entry_or_none is None:
-                    continue  # a late answer to an earlier batch that timed out
-                if code and not (delete and code in _ABSENT):
-                    failures.append((entry_or_none, describe_error(code, message)))
-                done = done or reply_seq == final
-            if done:
-                return failures
+        try:
+            self._socket.send(b"".join(requests))
+            while True:
+                data = self._socket.recv(1 << 16)
+                done = False
+                for reply_seq, code, message in parse_errors(data):
+                    entry_or_none = by_sequence.get(reply_seq)
+                    if entry_or_none is None:
+                        continue  # a late answer to an earlier batch that timed out
+                    if code and not (delete and code in _ABSENT):
+                        failures.append((entry_or_none, describe_error(code, message)))
+                    done = done or reply_seq == final
+                if done:
+                    return failures
+        except OSError as exc:  # a timeout included: which requests landed is unknown
+            failed = {entry for entry, _ in failures}
+            reason = f"no complete answer from the kernel: {exc or type(exc).__name__}"
+            return failures + [(entry, reason) for entry in chunk if entry not in failed]
