@@ -226,7 +226,10 @@ class EventEngine:
                         batch.append(self._receive.receive_nowait())
                     except trio.WouldBlock:
                         break
-                await self._answer(batch)
+                try:
+                    await self._answer(batch)
+                except Exception:  # one bad batch must not stop answering misses
+                    log.exception("answering %d misses failed", len(batch))
 
     async def _answer(self, batch: list[Miss]) -> None:
         table = self.peers()
