@@ -16,6 +16,7 @@ import signal
 import socket
 from collections.abc import Callable, Collection, Mapping
 from functools import partial
+from ipaddress import ip_address
 from pathlib import Path
 
 import trio
@@ -40,10 +41,10 @@ from vxlan_evt.observer import DaemonObserver
 from vxlan_evt.ondemand import OnDemand, device_mode, network_mode
 from vxlan_evt.peers.etcd import EtcdPeers
 from vxlan_evt.peers.etcd_client import EtcdClient
-from vxlan_evt.peers.etcd_keys import encode_network
-from vxlan_evt.peers.local import local_endpoints
+from vxlan_evt.peers.etcd_keys import encode_network, segment_settings
+from vxlan_evt.peers.local import local_endpoints, vtep_of
 from vxlan_evt.peers.static import StaticPeers
-from vxlan_evt.peers.table import PeerTable
+from vxlan_evt.peers.table import IPAddress, PeerTable
 from vxlan_evt.peersync import PeerSync
 from vxlan_evt.service import DriverService
 from vxlan_evt.state import NetworkRecord, StateStore
@@ -133,13 +134,16 @@ def open_etcd_peers(
             addresses=kernel()[1],
         ),
         local_networks=lambda: {
-            record.vni: encode_network(record.generic_options, record.pools)
+            record.vni: encode_network(segment_of(record), record.pools)
             for record in service.state.networks.values()
         },
     )
 
+    def segment_of(record: NetworkRecord) -> dict[str, str]:
+        return segment_settings(service.network_options(record.generic_options).vxlan)
+
     async def guard(record: NetworkRecord) -> str | None:
-        return await peers.check_network(record.vni, record.generic_options, record.pools)
+        return await peers.check_network(record.vni, segment_of(record), record.pools)
 
     service.network_guard = guard
     return peers
@@ -187,6 +191,16 @@ async def run_daemon(
         idle_timeout=config.idle_timeout,
         path=config.state_dir / "ondemand.json",
     )
+
+    def local_vteps(ifindex: int) -> tuple[IPAddress, ...]:
+        link = engine.links.get(ifindex)
+        for record in service.state.networks.values():
+            if link is not None and record.vxlan_name == link.ifname:
+                vtep = vtep_of(record, config.advertise_address)
+                return (ip_address(vtep),) if vtep else ()
+        return ()
+
+    engine.local_vteps = local_vteps
     sender = open_packet_sender(config)
     engine.hooks = miss_hooks(engine, service, sender, ondemand, metrics)
     observer = DaemonObserver(service, worker, engine, metrics, peer_table, ondemand=ondemand)

@@ -33,16 +33,13 @@ from vxlan_evt.events import (
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.netlink.decode import Address, LinkInfo
 from vxlan_evt.netlink.worker import NetlinkWorker
-from vxlan_evt.peers.table import PeerTable
+from vxlan_evt.peers.table import IPAddress, PeerTable
 from vxlan_evt.reconcile import Entry
 from vxlan_evt.resolver import Answer, answer_l2_miss, answer_l3_miss
 
 log = logging.getLogger("vxlan_evt.events")
 
 Miss = L2Miss | L3Miss
-# Up to this many entries are written without the hop to the worker's thread: one
-# sendmsg of a few dozen requests takes tens of microseconds.
-INLINE_WRITES = 64
 # Called with the misses whose entries are now in the kernel (ARP answers, on-demand tracking).
 AnsweredHook = Callable[[Sequence[tuple[Miss, Answer]]], Awaitable[None]]
 
@@ -160,6 +157,8 @@ class EventEngine:
         self.addresses: Mapping[int, Collection[Address]] = {}
         # Called when an address on one of our links changed (a host joining a segment).
         self.on_our_address_change: Callable[[], None] = lambda: None
+        # This host's own VTEPs on a vxlan device (by ifindex): never an answer's target.
+        self.local_vteps: Callable[[int], Collection[IPAddress]] = lambda _ifindex: ()
         self._send, self._receive = trio.open_memory_channel[Miss](settings.resolver_queue)
 
     def use_links(
@@ -192,6 +191,10 @@ class EventEngine:
             self.metrics.lost_notifications.inc(max(event.losses, 1))
         if isinstance(event, AddrEvent) and not event.foreign:
             self.on_our_address_change()
+        elif (
+            isinstance(event, LinkEvent) and not event.foreign and self.addresses.get(event.ifindex)
+        ):
+            self.on_our_address_change()  # e.g. a bridge's MAC follows its ports
         if isinstance(event, L2Miss | L3Miss):
             self.misses.seen(event)
             if not self.settings.populate:
@@ -238,20 +241,21 @@ class EventEngine:
             key = (type(miss), miss.ifindex, miss.ip if isinstance(miss, L3Miss) else miss.mac)
             if key in answers or miss.vni is None:
                 continue
+            own = self.local_vteps(miss.ifindex)
             if isinstance(miss, L3Miss):
-                answer = answer_l3_miss(table, vni=miss.vni, ifindex=miss.ifindex, ip=miss.ip)
+                answer = answer_l3_miss(
+                    table, vni=miss.vni, ifindex=miss.ifindex, ip=miss.ip, local_vteps=own
+                )
             else:
-                answer = answer_l2_miss(table, vni=miss.vni, ifindex=miss.ifindex, mac=miss.mac)
+                answer = answer_l2_miss(
+                    table, vni=miss.vni, ifindex=miss.ifindex, mac=miss.mac, local_vteps=own
+                )
             answers[key] = (miss, answer)
         writes: list[Entry] = [w for _, a in answers.values() if a for w in a.writes]
         failures: dict[Entry, str] = {}
         if writes:
             started = time.monotonic()
-            failures = dict(
-                await self.worker.call(
-                    lambda nl: nl.entries.write(writes), inline=len(writes) <= INLINE_WRITES
-                )
-            )
+            failures = dict(await self.worker.call(lambda nl: nl.entries.write(writes)))
             self.metrics.netlink_write_seconds.observe(time.monotonic() - started)
         written = [
             (miss, answer)

@@ -20,6 +20,7 @@ from vxlan_evt.metrics import Metrics
 from vxlan_evt.netlink.decode import LinkInfo
 from vxlan_evt.netlink.tables import read_kernel_tables, read_permanent_entries
 from vxlan_evt.netlink.worker import NetlinkWorker
+from vxlan_evt.peers.local import vtep_of
 from vxlan_evt.peers.table import IPAddress, PeerTable
 from vxlan_evt.reconcile import (
     Device,
@@ -105,7 +106,7 @@ class PeerSync:
     def _local_vteps(self, record: NetworkRecord) -> frozenset[IPAddress]:
         """Our own VTEP: the network's SrcAddr, else the address we advertise to others.
         Nothing may point there (our own endpoints are behind the bridge, not the VTEP)."""
-        source = record.generic_options.get("SrcAddr") or self.service.config.advertise_address
+        source = vtep_of(record, self.service.config.advertise_address)
         return frozenset({ip_address(source)}) if source else frozenset()
 
     async def _link_indexes(self) -> dict[str, int]:
@@ -138,7 +139,9 @@ class PeerSync:
             failed_entries = {entry for entry, _ in failed}
             for entry, reason in failed:
                 log.warning("peer sync could not program %s: %s", entry, reason)
-            self.owned = (self.owned | (plan.write - failed_entries)) - plan.delete
+            # Everything we asked to write was absent when planned: if it landed, it is ours,
+            # even when the answer was unclear. A failed delete stays ours to retry.
+            self.owned = (self.owned | plan.write) - (plan.delete - failed_entries)
             await trio.to_thread.run_sync(self._save)
             log.info(
                 "peer sync wrote=%d deleted=%d failed=%d", len(writes), len(deletes), len(failed)
@@ -160,13 +163,18 @@ class PeerSync:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await trio.to_thread.run_sync(self._load)
-        await self.sync_once()
+        await self._sync_logged()
         task_status.started()
         while True:
             with trio.move_on_after(self.interval):
                 await self._wake.wait()
             self._wake = trio.Event()
-            try:
-                await self.sync_once()
-            except OSError as exc:
-                log.error("peer sync failed, retrying: %s", exc)
+            await self._sync_logged()
+
+    async def _sync_logged(self) -> None:
+        """A failed sync is logged and retried at the next change or interval: the daemon
+        (plugin API, listener) must not go down for one bad peer or a busy kernel."""
+        try:
+            await self.sync_once()
+        except Exception:
+            log.exception("peer sync failed; retrying in at most %.0f s", self.interval)

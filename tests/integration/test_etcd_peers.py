@@ -230,8 +230,8 @@ def test_same_vni_with_other_settings_on_another_host_is_refused(cluster: Cluste
     assert status != 200, document
     message = document["Err"]
     assert "VxlanId 77 is already used on host host1" in message, message
-    assert "Group=239.1.1.77 here but (unset) there" in message
-    assert "Port=(unset) here but 4790 there" in message
+    assert "Group=239.1.1.77 here but (unicast) there" in message
+    assert "Port=4789 here but 4790 there" in message
     assert "subnet 10.78.0.0/24 here but 10.77.0.0/24 there" in message
     assert "vx-77" not in b.host.ip("-o", "link", "show")  # nothing half-created
 

@@ -44,6 +44,6 @@ class FakeWorker:
         self.netlink = netlink if netlink is not None else FakeNetlink()
         self.jobs = 0
 
-    async def call(self, job: Callable[[Any], Any], *, inline: bool = False) -> Any:
+    async def call(self, job: Callable[[Any], Any]) -> Any:
         self.jobs += 1
         return job(self.netlink)

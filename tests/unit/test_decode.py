@@ -393,3 +393,21 @@ def test_an_address_dump_after_losses_reports_the_differences(decoder: NetlinkDe
     assert [(e.action, e.ip) for e in events if isinstance(e, AddrEvent)] == [
         ("del", ip_address("192.168.42.200"))
     ]
+
+
+def addr_message(msg_type: int, ip: str, flags: int, ifindex: int = BR) -> bytes:
+    """An RTM_NEWADDR/RTM_DELADDR for an IPv6 address, with IFA_FLAGS as the kernel sends."""
+    body = struct.pack("=BBBBI", 10, 64, flags & 0xFF, 0, ifindex)
+    body += struct.pack("=HH", 20, 1) + ip_address(ip).packed  # IFA_ADDRESS
+    body += struct.pack("=HHI", 8, 8, flags)  # IFA_FLAGS
+    return struct.pack("=IHHII", 16 + len(body), msg_type, 0, 0, 0) + body
+
+
+def test_a_tentative_or_dad_failed_address_is_not_a_member(decoder: NetlinkDecoder) -> None:
+    tentative, dadfailed, permanent = 0x40, 0x08, 0x80
+    assert decoder.feed(addr_message(20, "fd42::7", tentative | permanent)) == []
+    (added,) = decoder.feed(addr_message(20, "fd42::7", permanent))  # DAD done
+    assert isinstance(added, AddrEvent) and added.action == "add"
+    (failed,) = decoder.feed(addr_message(20, "fd42::7", dadfailed | permanent))
+    assert isinstance(failed, AddrEvent) and failed.action == "del"
+    assert (ip_address("fd42::7"), 64) not in decoder.addresses.get(BR, set())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import trio
 import trio.testing
@@ -128,3 +129,17 @@ def test_miss_ledger_evicts_the_least_recently_seen_row() -> None:
         "192.168.42.3": 1,
         "192.168.42.4": 1,
     }
+
+
+def test_a_change_on_an_owned_link_with_addresses_republishes_the_host() -> None:
+    engine, _ = make_engine()
+    links = dict(engine.links)
+    engine.use_links(links, {7: {(ipaddress.ip_address("10.42.0.200"), 24)}})
+    calls: list[None] = []
+    engine.on_our_address_change = lambda: calls.append(None)
+    change = LinkEvent("change", 7, "vx-42", "vxlan", 42, 1450, None, None, "UP", True,
+                       "02:42:00:00:00:99", ("change",))  # fmt: skip
+    engine.on_event(change)
+    assert len(calls) == 1
+    engine.on_event(replace(change, ifindex=9, ifname="vx-9"))  # foreign: nothing
+    assert len(calls) == 1

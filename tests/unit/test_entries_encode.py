@@ -139,3 +139,19 @@ def test_no_answer_fails_the_batch_instead_of_raising() -> None:
         assert all("no complete answer from the kernel: timed out" in r for _, r in failures)
     finally:
         real.close()
+
+
+def test_an_entry_that_cannot_be_encoded_fails_alone() -> None:
+    from vxlan_evt.netlink.entries import EntryWriter
+
+    writer = EntryWriter()
+    real = writer._socket
+    kernel = SilentKernel()
+    writer._socket = kernel  # type: ignore[assignment]
+    try:
+        bad = NeighEntry(5, ip_address("10.5.0.1"), "not-a-mac")
+        failures = writer.write([bad])
+        assert failures == [(bad, failures[0][1])] and "cannot encode" in failures[0][1]
+        assert kernel.sent == []  # nothing else to send, nothing sent
+    finally:
+        real.close()

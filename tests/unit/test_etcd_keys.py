@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from ipaddress import ip_address
 
+from vxlan_evt.options import parse_network_options
 from vxlan_evt.peers.etcd_keys import (
     decode_endpoint,
     encode_endpoint,
     encode_network,
     endpoint_key,
     network_conflict,
+    segment_settings,
     table_from,
 )
 from vxlan_evt.peers.table import PeerEndpoint
@@ -36,26 +38,37 @@ def test_local_endpoints_win_over_what_etcd_says() -> None:
     assert table.by_ip(42, PEER.ip) == local
 
 
-def test_network_conflicts_name_every_difference_but_ignore_host_local_options() -> None:
-    published = encode_network({"VxlanId": "42", "Group": "239.1.1.1", "VtepDev": "eth1"})
-    assert (
-        network_conflict(42, {"VxlanId": "42", "Group": "239.1.1.1", "VtepDev": "eth2"}, published)
-        is None
-    )
-    message = network_conflict(
-        42, {"VxlanId": "42", "Port": "4790", "VtepDev": "eth1"}, published, host="h2"
-    )
+def segment(**generic: str) -> dict[str, str]:
+    return segment_settings(parse_network_options({"VxlanId": "42", **generic}).vxlan)
+
+
+def test_only_segment_wide_settings_conflict_and_they_are_compared_parsed() -> None:
+    published = encode_network(segment(Group="239.1.1.1", VtepDev="eth1", L3miss="true"))
+    # Host-local options and spellings of the same value are no conflict.
+    same = segment(Group="239.1.1.1", VtepDev="eth2", Proxy="1", Resolve="on-demand")
+    assert network_conflict(42, same, published) is None
+    assert network_conflict(42, segment(Port="4789", GBP="0"), encode_network(segment())) is None
+    message = network_conflict(42, segment(Port="4790"), published, host="h2")
     assert message is not None and message.startswith(
         "VxlanId 42 is already used on host h2 with other settings: "
-        "Group=(unset) here but 239.1.1.1 there; Port=4790 here but (unset) there. "
+        "Group=(unicast) here but 239.1.1.1 there; Port=4790 here but 4789 there. "
     )
 
 
 def test_a_different_subnet_is_a_conflict_and_garbage_is_not() -> None:
-    published = encode_network({"VxlanId": "42"}, ["10.42.0.0/24"])
-    same = network_conflict(42, {"VxlanId": "42"}, published, subnets=["10.42.0.0/24"])
-    assert same is None
-    other = network_conflict(42, {"VxlanId": "42"}, published, subnets=["10.43.0.0/24"])
+    published = encode_network(segment(), ["10.42.0.0/24"])
+    assert network_conflict(42, segment(), published, subnets=["10.42.0.0/24"]) is None
+    other = network_conflict(42, segment(), published, subnets=["10.43.0.0/24"])
     assert other is not None and "subnet 10.43.0.0/24 here but 10.42.0.0/24 there" in other
-    assert network_conflict(42, {"VxlanId": "42"}, b"[1, 2]") is None
-    assert network_conflict(42, {"VxlanId": "42"}, b"{not json") is None
+    assert network_conflict(42, segment(), b"[1, 2]") is None
+    assert network_conflict(42, segment(), b"{not json") is None
+
+
+def test_an_endpoint_with_a_malformed_mac_is_skipped() -> None:
+    value = encode_endpoint(PEER).replace(PEER.mac.encode(), b"AA-BB-CC-DD-EE-FZ")
+    assert decode_endpoint(b"/p/endpoints/42/h/c/10.42.0.2", value) is None
+    spelled = encode_endpoint(PEER).replace(
+        PEER.mac.encode(), PEER.mac.upper().replace(":", "-").encode()
+    )
+    decoded = decode_endpoint(b"/p/endpoints/42/h/c/10.42.0.2", spelled)
+    assert decoded is not None and decoded.mac == PEER.mac

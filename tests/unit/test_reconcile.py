@@ -88,3 +88,12 @@ def test_our_own_endpoints_are_never_an_answer_to_a_miss() -> None:
     assert answer_l2_miss(table, vni=42, ifindex=5, mac=mine.mac) is None
     answer = answer_l3_miss(table, vni=42, ifindex=5, ip=A.ip)
     assert answer is not None and FdbEntry(5, A.mac, A.vtep) in answer.writes
+
+
+def test_a_peer_behind_our_own_vtep_is_never_an_answer() -> None:
+    stale = PeerEndpoint(42, ip_address("10.42.0.8"), "02:42:0a:2a:00:08", LOCAL.vtep, "etcd")
+    table = PeerTable.build([A, stale])
+    own = (LOCAL.vtep,)
+    assert answer_l3_miss(table, vni=42, ifindex=5, ip=stale.ip, local_vteps=own) is None
+    assert answer_l2_miss(table, vni=42, ifindex=5, mac=stale.mac, local_vteps=own) is None
+    assert answer_l3_miss(table, vni=42, ifindex=5, ip=A.ip, local_vteps=own) is not None

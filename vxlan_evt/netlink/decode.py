@@ -50,7 +50,9 @@ RTM_NEWLINK, RTM_DELLINK = 16, 17
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 RTM_NEWADDR, RTM_DELADDR = 20, 21
 HANDLED = frozenset({RTM_NEWLINK, RTM_DELLINK, RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH})
-IFA_ADDRESS, IFA_LOCAL = 1, 2
+IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
+# Not (yet) usable: IPv6 duplicate address detection still running, or failed.
+IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x08, 0x40
 _IFADDRMSG = struct.Struct("=BBBBI")
 Address = tuple[IPAddress, int]  # (address, prefix length)
 NLM_F_DUMP_INTR = 0x10
@@ -155,16 +157,20 @@ def parse_ndmsg(data: bytes) -> NdMsg:
     return NdMsg(family, ifindex, state, flags, attributes(data, _HEADER.size + _NDMSG.size))
 
 
-def parse_ifaddrmsg(data: bytes) -> tuple[int, Address | None]:
-    """(ifindex, (IP, prefix length)) of one RTM_NEWADDR/RTM_DELADDR message (after its
-    16-byte header). IPv4 carries the interface's own address in IFA_LOCAL (IFA_ADDRESS
-    is the peer on point-to-point links); IPv6 only has IFA_ADDRESS."""
-    family, prefixlen, _flags, _scope, ifindex = _IFADDRMSG.unpack_from(data, _HEADER.size)
+def parse_ifaddrmsg(data: bytes) -> tuple[int, Address | None, bool]:
+    """(ifindex, (IP, prefix length)) of one RTM_NEWADDR/RTM_DELADDR message (header
+    included). IPv4 carries the interface's own address in IFA_LOCAL (IFA_ADDRESS is the
+    peer on point-to-point links); IPv6 only has IFA_ADDRESS. The flag says whether the
+    address is usable (not IPv6 DAD tentative or failed): nobody may rely on one that is not."""
+    family, prefixlen, flags, _scope, ifindex = _IFADDRMSG.unpack_from(data, _HEADER.size)
     values = attributes(data, _HEADER.size + _IFADDRMSG.size)
+    if IFA_FLAGS in values:
+        flags = _U32.unpack_from(values[IFA_FLAGS])[0]
     raw = values.get(IFA_LOCAL) or values.get(IFA_ADDRESS)
     if family not in (socket.AF_INET, socket.AF_INET6) or raw is None:
-        return ifindex, None
-    return ifindex, (ipaddress.ip_address(raw), prefixlen)
+        return ifindex, None, False
+    usable = not flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
+    return ifindex, (ipaddress.ip_address(raw), prefixlen), usable
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,11 +339,11 @@ class NetlinkDecoder:
             if header.msg_type != RTM_NEWADDR:
                 continue
             try:
-                ifindex, address = parse_ifaddrmsg(header.data)
+                ifindex, address, usable = parse_ifaddrmsg(header.data)
             except (ValueError, struct.error):
                 self._stats.problems += 1
                 continue
-            if address is not None:
+            if address is not None and usable:
                 fresh.setdefault(ifindex, set()).add(address)
         old = {ifindex: set(addresses) for ifindex, addresses in self._addresses.items()}
         self._addresses.clear()  # in place: views handed out by `addresses` stay live
@@ -431,12 +437,15 @@ class NetlinkDecoder:
         return link_event(info, changes) if changes else None
 
     def _address(self, msg_type: int, data: bytes) -> AddrEvent | None:
-        ifindex, address = parse_ifaddrmsg(data)
+        ifindex, address, usable = parse_ifaddrmsg(data)
         if address is None:
             return None
         held = self._addresses.setdefault(ifindex, set())
-        if msg_type == RTM_DELADDR:
+        if msg_type == RTM_DELADDR or not usable:
+            if address not in held:
+                return None  # gone, or not usable yet: it was never announced
             held.discard(address)
+            msg_type = RTM_DELADDR
         elif address in held:
             return None  # a refresh (e.g. lifetimes) of an address we already know
         else:

@@ -163,15 +163,23 @@ class EntryWriter:
         return failures
 
     def _send_batch(self, chunk: Sequence[Entry], *, delete: bool) -> list[tuple[Entry, str]]:
-        by_sequence: dict[int, Entry] = {}
-        requests = []
-        for position, entry in enumerate(chunk):
-            seq = next(self._sequence) & 0xFFFFFFFF
-            by_sequence[seq] = entry
-            last = position == len(chunk) - 1
-            requests.append(encode_request(entry, delete=delete, seq=seq, ack=last))
-        final = seq
         failures: list[tuple[Entry, str]] = []
+        by_sequence: dict[int, Entry] = {}
+        requests: list[bytes] = []
+        for entry in chunk:
+            seq = next(self._sequence) & 0xFFFFFFFF
+            try:
+                requests.append(encode_request(entry, delete=delete, seq=seq, ack=False))
+            except (ValueError, OverflowError, struct.error) as exc:  # e.g. a malformed MAC
+                failures.append((entry, f"cannot encode: {exc}"))
+                continue
+            by_sequence[seq] = entry
+        if not requests:
+            return failures
+        final = next(reversed(by_sequence))  # the last one sent (sequences may wrap)
+        # The last request asks for the ACK that tells the whole batch has been processed.
+        requests[-1] = encode_request(by_sequence[final], delete=delete, seq=final, ack=True)
+        chunk = list(by_sequence.values())
         try:
             self._socket.send(b"".join(requests))
             while True:

@@ -138,7 +138,7 @@ class EtcdPeers:
         self._published = wanted
 
     async def check_network(
-        self, vni: int, generic: Mapping[str, str], subnets: Iterable[str]
+        self, vni: int, settings: Mapping[str, str], subnets: Iterable[str]
     ) -> str | None:
         """Why this VNI may not be created with these settings here, or None if it may.
 
@@ -158,7 +158,7 @@ class EtcdPeers:
             host = host_of_network_key(kv.key)
             if host == self.host:
                 continue
-            conflict = network_conflict(vni, generic, kv.value, subnets=subnets, host=host)
+            conflict = network_conflict(vni, settings, kv.value, subnets=subnets, host=host)
             if conflict is not None:
                 return conflict
         return None

@@ -19,16 +19,11 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from vxlan_evt.errors import InvalidOption
+from vxlan_evt.options import VxlanSpec, normalise_mac
 from vxlan_evt.peers.table import PeerEndpoint, PeerTable
 
 DEFAULT_PREFIX = "/vxlan-evt/v1/"
-
-# Options that legitimately differ between hosts of one segment.
-HOST_LOCAL_OPTIONS = frozenset(
-    {"VtepDev", "SrcAddr", "vxlanName", "bridgeName", "vxlanHardwareAddr",
-     "bridgeHardwareAddr", "vxlanTxQLen", "bridgeTXQLen", "vxlanMTU", "bridgeMTU",
-     "com.docker.network.driver.mtu", "Resolve"}
-)  # fmt: skip
 
 
 def endpoints_prefix(prefix: str) -> bytes:
@@ -74,13 +69,13 @@ def decode_endpoint(key: bytes, value: bytes) -> PeerEndpoint | None:
         return PeerEndpoint(
             vni=vni,
             ip=ipaddress.ip_address(document["ip"]),
-            mac=str(document["mac"]).lower(),
+            mac=normalise_mac("mac", str(document["mac"])),
             vtep=ipaddress.ip_address(document["vtep"]),
             source="etcd",
             host=document.get("host"),
             container=document.get("container"),
         )
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, InvalidOption):
         return None
 
 
@@ -89,31 +84,39 @@ def table_from(peers: Mapping[bytes, PeerEndpoint], local: Iterable[PeerEndpoint
     return PeerTable.build([*peers.values(), *local])
 
 
-def shared_options(generic: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in sorted(generic.items()) if k not in HOST_LOCAL_OPTIONS}
+def segment_settings(vxlan: VxlanSpec) -> dict[str, str]:
+    """What every host of one VNI must agree on, parsed and normalised (so `Port` unset and
+    `Port=4789`, or `GBP=1` and `GBP=true`, are the same): the UDP port, the multicast
+    group (or unicast) and the packet format (GBP). Everything else (miss flags, Proxy,
+    learning, ageing, TTL, names, MTUs, Resolve) only shapes this host's own device."""
+    return {
+        "Port": str(vxlan.port),
+        "Group": str(vxlan.group) if vxlan.group is not None else "(unicast)",
+        "GBP": "true" if vxlan.gbp else "false",
+    }
 
 
-def encode_network(generic: Mapping[str, str], subnets: Iterable[str] = ()) -> bytes:
-    document = {"options": shared_options(generic), "subnets": sorted(subnets)}
+def encode_network(settings: Mapping[str, str], subnets: Iterable[str] = ()) -> bytes:
+    document = {"settings": dict(sorted(settings.items())), "subnets": sorted(subnets)}
     return json.dumps(document, sort_keys=True).encode()
 
 
 def network_conflict(
     vni: int,
-    mine: Mapping[str, str],
+    ours: Mapping[str, str],
     published: bytes,
     *,
     subnets: Iterable[str] = (),
     host: str = "another host",
 ) -> str | None:
-    """A message naming every option (and the subnets) that differ from `host`'s, or None."""
+    """A message naming every segment setting (and the subnets) that differ from `host`'s,
+    or None. `ours` is `segment_settings(...)` of the network being created."""
     try:
         document: dict[str, Any] = json.loads(published)
-        theirs: dict[str, Any] = document.get("options", {})
+        theirs: dict[str, Any] = document.get("settings", {})
         their_subnets = sorted(document.get("subnets", ()))
     except (ValueError, AttributeError, TypeError):
         return None
-    ours = shared_options(mine)
     differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     details = [
         f"{k}={ours.get(k, '(unset)')} here but {theirs.get(k, '(unset)')} there" for k in differing
@@ -125,6 +128,6 @@ def network_conflict(
         return None
     return (
         f"VxlanId {vni} is already used on host {host} with other settings: "
-        f"{'; '.join(details)}. Every host of one segment needs the same options and subnet "
-        "(only VtepDev, SrcAddr, names, MACs, MTUs and Resolve may differ)"
+        f"{'; '.join(details)}. Every host of one segment needs the same Port, Group, GBP "
+        "and subnet (the other options may differ per host)"
     )

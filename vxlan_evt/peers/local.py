@@ -13,6 +13,11 @@ from vxlan_evt.state import DriverState, NetworkRecord
 log = logging.getLogger(__name__)
 
 
+def vtep_of(record: NetworkRecord, advertise_address: str | None) -> str | None:
+    """This host's VTEP on a network: its SrcAddr, else the address advertised to others."""
+    return record.generic_options.get("SrcAddr") or advertise_address
+
+
 def local_endpoints(
     state: DriverState,
     *,
@@ -36,7 +41,7 @@ def local_endpoints(
         network = state.networks.get(endpoint.network_id)
         if network is None:
             continue
-        vtep = network.generic_options.get("SrcAddr") or advertise_address
+        vtep = vtep_of(network, advertise_address)
         if vtep is None:
             continue
         for cidr in (endpoint.address, endpoint.address6):
@@ -71,7 +76,7 @@ def host_members(
     by_name = {info.ifname: info for info in links.values() if info.ifname}
     members = []
     for record in state.networks.values():
-        vtep = record.generic_options.get("SrcAddr") or advertise_address
+        vtep = vtep_of(record, advertise_address)
         if vtep is None:
             continue
         for info in _joinable_links(record, by_name):
