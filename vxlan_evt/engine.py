@@ -40,6 +40,11 @@ from vxlan_evt.resolver import Answer, answer_l2_miss, answer_l3_miss
 log = logging.getLogger("vxlan_evt.events")
 
 Miss = L2Miss | L3Miss
+# A container waits for these writes: up to this many go without the thread hop (see
+# NetlinkWorker), and a kernel that does not answer within the timeout fails them (the
+# container's ARP retry brings the miss back) rather than holding the event loop.
+INLINE_WRITES = 64
+INLINE_TIMEOUT = 0.5
 # Called with the misses whose entries are now in the kernel (ARP answers, on-demand tracking).
 AnsweredHook = Callable[[Sequence[tuple[Miss, Answer]]], Awaitable[None]]
 
@@ -255,7 +260,13 @@ class EventEngine:
         failures: dict[Entry, str] = {}
         if writes:
             started = time.monotonic()
-            failures = dict(await self.worker.call(lambda nl: nl.entries.write(writes)))
+            inline = len(writes) <= INLINE_WRITES
+            failures = dict(
+                await self.worker.call(
+                    lambda nl: nl.entries.write(writes, timeout=INLINE_TIMEOUT if inline else None),
+                    inline=inline,
+                )
+            )
             self.metrics.netlink_write_seconds.observe(time.monotonic() - started)
         written = [
             (miss, answer)

@@ -15,7 +15,9 @@ class RecordingEntries:
         self.calls: list[tuple[str, Entry]] = []
         self.refuse = {"write": refuse_writes, "delete": refuse_deletes}
 
-    def write(self, entries: Sequence[Entry]) -> list[tuple[Entry, str]]:
+    def write(
+        self, entries: Sequence[Entry], *, timeout: float | None = None
+    ) -> list[tuple[Entry, str]]:
         return self._record("write", entries)
 
     def delete(self, entries: Sequence[Entry]) -> list[tuple[Entry, str]]:
@@ -44,6 +46,6 @@ class FakeWorker:
         self.netlink = netlink if netlink is not None else FakeNetlink()
         self.jobs = 0
 
-    async def call(self, job: Callable[[Any], Any]) -> Any:
+    async def call(self, job: Callable[[Any], Any], *, inline: bool = False) -> Any:
         self.jobs += 1
         return job(self.netlink)

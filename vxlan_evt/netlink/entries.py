@@ -126,6 +126,7 @@ class EntryWriter:
 
     def __init__(self, *, batch: int = 128, timeout: float = 10.0) -> None:
         self.batch = batch
+        self.timeout = timeout
         self._socket = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
         try:
             self._socket.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
@@ -147,9 +148,18 @@ class EntryWriter:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def write(self, entries: Sequence[Entry]) -> list[tuple[Entry, str]]:
-        """Replace (flood entries: append) every entry; return failures with the reason."""
-        return self._apply(entries, delete=False)
+    def write(
+        self, entries: Sequence[Entry], *, timeout: float | None = None
+    ) -> list[tuple[Entry, str]]:
+        """Replace (flood entries: append) every entry; return failures with the reason.
+        `timeout` bounds the wait for the kernel's answer for this call only."""
+        if timeout is None:
+            return self._apply(entries, delete=False)
+        self._socket.settimeout(timeout)
+        try:
+            return self._apply(entries, delete=False)
+        finally:
+            self._socket.settimeout(self.timeout)
 
     def delete(self, entries: Sequence[Entry]) -> list[tuple[Entry, str]]:
         """Delete every entry (gone already is fine); return the failures."""

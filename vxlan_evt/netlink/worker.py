@@ -5,8 +5,11 @@ dumps, but it blocks; FDB and neighbour entries go through `EntryWriter`, which
 batches them on a socket of its own. A single task owns both and runs each
 submitted job in a worker thread (`trio.to_thread.run_sync`, one at a time):
 writes are serialised, never interleaved, and no other task blocks the event loop.
-Even a small write stays off the event loop: an rtnetlink request waits for the
-kernel's rtnl lock, which dockerd or a namespace teardown may hold for a while.
+A small entry write for a waiting container may be `inline`: it runs in the owner
+task itself. That saves the hop to a thread and back (~1-2 ms off each on-demand
+first packet, measured with tools/bench/bench_first_ping.py) at a price: while the
+kernel's rtnl lock is held by someone else (dockerd, a namespace teardown), the
+event loop waits too. Callers bound that with a short timeout on the write.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class WorkerStatistics:
 class _Request:
     job: Job
     reply: trio.MemorySendChannel[outcome.Outcome[Any]]
+    inline: bool = False
 
 
 class NetlinkWorker:
@@ -60,10 +64,11 @@ class NetlinkWorker:
     def statistics(self) -> WorkerStatistics:
         return WorkerStatistics(**{k: getattr(self._stats, k) for k in self._stats.__slots__})
 
-    async def call(self, job: Callable[[Netlink], T]) -> T:
-        """Run `job(netlink)` in the owner task's thread and return (or raise) its outcome."""
+    async def call(self, job: Callable[[Netlink], T], *, inline: bool = False) -> T:
+        """Run `job(netlink)` in the owner task's thread (`inline`: in the owner task, for a
+        job of well under a millisecond) and return (or raise) its outcome."""
         reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[Any]](1)
-        await self._send.send(_Request(job, reply_send))
+        await self._send.send(_Request(job, reply_send, inline))
         async with reply_receive:
             result: outcome.Outcome[T] = await reply_receive.receive()
         return result.unwrap()
@@ -76,9 +81,13 @@ class NetlinkWorker:
             async with self._receive:
                 async for request in self._receive:
                     started = time.monotonic()
-                    result = await trio.to_thread.run_sync(
-                        outcome.capture, request.job, netlink, limiter=limiter
-                    )
+                    if request.inline:
+                        result = outcome.capture(request.job, netlink)
+                        await trio.lowlevel.checkpoint()
+                    else:
+                        result = await trio.to_thread.run_sync(
+                            outcome.capture, request.job, netlink, limiter=limiter
+                        )
                     self._stats.jobs += 1
                     self._stats.busy_seconds += time.monotonic() - started
                     if isinstance(result, outcome.Error):
