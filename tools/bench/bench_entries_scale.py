@@ -43,11 +43,8 @@ import argparse
 import contextlib
 import ipaddress
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,12 +61,10 @@ from rig import (  # noqa: E402
     RigError,
     add_loop_underlay,
     add_vxlan,
-    code_version,
     create_network,
-    handle_sigterm,
     join,
-    remove_stale,
     run,
+    run_bench,
 )
 from stats import format_ms, format_table, ratio, summarize  # noqa: E402
 from wire import (  # noqa: E402
@@ -419,36 +414,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("needs root (network namespaces)", file=sys.stderr)
-        return 2
-    handle_sigterm()
-    if args.remove_stale:
-        print(f"removed: {remove_stale() or 'nothing'}", file=sys.stderr)
-    started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="vxevt-b-scale-"))
-    try:
+
+    def body(workdir: Path) -> str:
         peers = write_peers(workdir / "peers.json", args.endpoints, args.vteps)
         results = {}
         for mode in ("preprogram", "on-demand"):
             if mode in args.mode_list:
                 results[mode] = run_mode(mode, args, peers, workdir)
         reference = run_reference(args.endpoints, args.vteps)
-        print(report(args, results, reference))
-        flags = " ".join(args.daemon_arg) or "(defaults)"
-        print(
-            f"\ndaemon flags: {flags}; code {code_version()}; {os.cpu_count()} CPUs; "
-            f"took {time.monotonic() - started:.0f} s"
-        )
-    except KeyboardInterrupt:
-        print("interrupted; daemons stopped, namespaces removed", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep:
-            print(f"work dir kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+        return report(args, results, reference)
+
+    return run_bench("scale", args, body)
 
 
 if __name__ == "__main__":

@@ -52,14 +52,11 @@ import argparse
 import contextlib
 import ipaddress
 import json
-import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -74,11 +71,9 @@ from rig import (  # noqa: E402
     Host,
     RigError,
     add_addresses,
-    code_version,
     create_network,
-    handle_sigterm,
     join,
-    remove_stale,
+    run_bench,
     socket_in_netns,
     two_hosts,
 )
@@ -523,38 +518,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("needs root (network namespaces)", file=sys.stderr)
-        return 2
-    if shutil.which("ping") is None:
-        print("needs ping (apt-get install iputils-ping)", file=sys.stderr)
-        return 2
-    handle_sigterm()
-    if args.remove_stale:
-        print(f"removed: {remove_stale() or 'nothing'}", file=sys.stderr)
-    started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="vxevt-b-ping-"))
-    try:
+
+    def body(workdir: Path) -> str:
         results = []
         for key in ("preprogram", "answer", "no-answer"):
             if key in args.mode_list:
                 trials = args.slow_trials if key == "no-answer" else args.trials
                 results.append(run_mode(MODES[key], trials, args.gap, workdir, args.daemon_arg))
-        print(report(results))
-        flags = " ".join(args.daemon_arg) or "(defaults)"
-        print(
-            f"\ndaemon flags: {flags}; code {code_version()}; gap {args.gap:g} s; {os.cpu_count()} CPUs; "
-            f"took {time.monotonic() - started:.0f} s"
-        )
-    except KeyboardInterrupt:
-        print("interrupted; daemons stopped, namespaces removed", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep:
-            print(f"work dir kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+        return report(results)
+
+    return run_bench("ping", args, body, needs=("ping",), footer=f"gap {args.gap:g} s; ")
 
 
 if __name__ == "__main__":

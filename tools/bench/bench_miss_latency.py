@@ -40,11 +40,9 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +54,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from rig import MissRig, NeighWatcher, handle_sigterm, miss_rig, remove_stale  # noqa: E402
+from rig import MissRig, NeighWatcher, miss_rig, run_bench  # noqa: E402
 from stats import Summary, format_ms, format_table, ns_to_ms, ratio, summarize  # noqa: E402
 from wire import (  # noqa: E402
     AF_BRIDGE,
@@ -494,16 +492,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("needs root (network namespaces)", file=sys.stderr)
-        return 2
-    handle_sigterm()
-    if args.remove_stale:
-        print(f"removed: {remove_stale() or 'nothing'}", file=sys.stderr)
-    started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="vxevt-b-miss-"))
     count = max(max(int(r * args.duration), 20) for r in args.rate_list)
-    try:
+
+    def body(workdir: Path) -> str:
         peers = write_peers_file(workdir / "peers.json", max(count, WARMUP))
         with miss_rig() as rig:
             watcher = NeighWatcher(rig.host.name, rcvbuf=64 << 20)
@@ -516,21 +507,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 watcher.close()
             if watcher.overflows:
                 print(f"warning: watcher socket overflowed {watcher.overflows}x", file=sys.stderr)
-        print(report(reference, daemon))
-        flags = " ".join(args.daemon_arg) or "(defaults)"
-        print(
-            f"\ndaemon flags: {flags}; {os.cpu_count()} CPUs; "
-            f"took {time.monotonic() - started:.0f} s"
-        )
-    except KeyboardInterrupt:
-        print("interrupted; namespaces removed", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep:
-            print(f"work dir kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+        return report(reference, daemon)
+
+    return run_bench("miss", args, body)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -80,7 +79,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from rig import NeighWatcher, Netns, handle_sigterm, remove_stale, run  # noqa: E402
+from rig import NeighWatcher, Netns, RigError, handle_sigterm, run, run_bench  # noqa: E402
 from stats import format_ms, format_table, ns_to_ms, ratio, summarize  # noqa: E402
 from wire import AF_BRIDGE, parse_neigh_messages  # noqa: E402
 
@@ -1051,18 +1050,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in agents:
         return agents[argv[0]](argv[1:])
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("needs root (network namespaces)", file=sys.stderr)
-        return 2
-    if shutil.which("etcd") is None:
-        print("needs the etcd binary (apt-get install etcd-server)", file=sys.stderr)
-        return 2
-    handle_sigterm()
-    if args.remove_stale:
-        print(f"removed: {remove_stale() or 'nothing'}", file=sys.stderr)
-    started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="vxevt-b-prop-"))
-    try:
+
+    def body(workdir: Path) -> str:
         with contextlib.ExitStack() as stack:
             rig = build_rig(stack, workdir, args.daemon_arg)
             print(
@@ -1079,27 +1068,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"3. {args.trials} ping trials per kind", file=sys.stderr, flush=True)
             pings = measure_pings(rig, args.trials)
             overflows = {name: k.overflows for name, k in rig.kernels.items() if k.overflows}
-        print(report(seq, bursts, pings))
-        flags = " ".join(args.daemon_arg) or "(defaults)"
-        print(
-            f"\ndaemon flags: {flags}; {os.cpu_count()} CPUs; took {time.monotonic() - started:.0f} s"
-        )
         if overflows:
             print(f"warning: netlink watcher overflowed: {overflows}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("interrupted; namespaces and processes removed", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"failed: {exc}; namespaces and processes removed", file=sys.stderr)
-        if not args.keep:
-            print("(re-run with --keep to keep the logs)", file=sys.stderr)
-        return 1
-    finally:
-        if args.keep:
-            print(f"work dir kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+        return report(seq, bursts, pings)
+
+    return run_bench("prop", args, body, needs=("etcd",), failures=(BenchError, RigError))
 
 
 if __name__ == "__main__":

@@ -28,10 +28,12 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -130,6 +132,54 @@ class NeighWatcher:
         self._stop.set()
         self._thread.join()
         self._sock.close()
+
+
+def run_bench(
+    name: str,
+    args: Any,
+    body: Callable[[Path], str],
+    *,
+    needs: tuple[str, ...] = (),
+    footer: str = "",
+    failures: tuple[type[BaseException], ...] = (RigError,),
+) -> int:
+    """The shell every bench's main() shares: root and the `needs` binaries, SIGTERM as
+    Ctrl-C, `--remove-stale`, a work dir (kept with `--keep`), `body(workdir)`'s report
+    and a footer naming the daemon flags and code. Exit 2: cannot run; 130: interrupted;
+    1: a `failures` error (namespaces and processes are gone either way)."""
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    for binary in needs:
+        if shutil.which(binary) is None:
+            print(f"needs {binary} (see tools/install-deps.sh)", file=sys.stderr)
+            return 2
+    handle_sigterm()
+    if args.remove_stale:
+        print(f"removed: {remove_stale() or 'nothing'}", file=sys.stderr)
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix=f"vxevt-b-{name}-"))
+    try:
+        print(body(workdir))
+        flags = " ".join(getattr(args, "daemon_arg", ())) or "(defaults)"
+        print(
+            f"\ndaemon flags: {flags}; code {code_version()}; {footer}{os.cpu_count()} CPUs; "
+            f"took {time.monotonic() - started:.0f} s"
+        )
+    except KeyboardInterrupt:
+        print("interrupted; namespaces and processes removed", file=sys.stderr)
+        return 130
+    except failures as exc:
+        print(f"failed: {exc}; namespaces and processes removed", file=sys.stderr)
+        if not args.keep:
+            print("(re-run with --keep to keep the logs)", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            print(f"work dir kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
 
 
 def code_version() -> str:
