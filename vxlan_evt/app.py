@@ -28,6 +28,7 @@ from vxlan_evt.api.plugin import InFlight, create_plugin_app
 from vxlan_evt.arp import endpoint_ports
 from vxlan_evt.bus import EventBus
 from vxlan_evt.config import DaemonConfig
+from vxlan_evt.driver import network_of_link
 from vxlan_evt.engine import AnsweredHook, EngineSettings, EventEngine
 from vxlan_evt.ipam_service import IpamService
 from vxlan_evt.ipam_store import EtcdIpamStore, IpamStore, LocalIpamStore
@@ -193,12 +194,9 @@ async def run_daemon(
     )
 
     def local_vteps(ifindex: int) -> tuple[IPAddress, ...]:
-        link = engine.links.get(ifindex)
-        for record in service.state.networks.values():
-            if link is not None and record.vxlan_name == link.ifname:
-                vtep = vtep_of(record, config.advertise_address)
-                return (ip_address(vtep),) if vtep else ()
-        return ()
+        record = network_of_link(ifindex, engine.links, service.state.networks)
+        vtep = vtep_of(record, config.advertise_address) if record is not None else None
+        return (ip_address(vtep),) if vtep else ()
 
     engine.local_vteps = local_vteps
     sender = open_packet_sender(config)

@@ -19,7 +19,7 @@ import struct
 from collections.abc import Collection, Mapping
 from ipaddress import IPv4Address, IPv6Address
 
-from vxlan_evt.driver import parse_alias
+from vxlan_evt.driver import network_of_link
 from vxlan_evt.netlink.decode import LinkInfo
 from vxlan_evt.state import DriverState
 
@@ -157,8 +157,7 @@ def endpoint_ports(
 ) -> list[str] | None:
     """Host veth names of the daemon's endpoints on the network owning this vxlan device;
     None when the daemon did not create the device (then every veth port qualifies)."""
-    info = links.get(vxlan_ifindex)
-    owner = parse_alias(info.ifalias) if info is not None else None
-    if owner is None or owner.network_id not in state.networks:
+    network = network_of_link(vxlan_ifindex, links, state.networks)
+    if network is None:
         return None
-    return [e.host_ifname for e in state.endpoints_of(owner.network_id)]
+    return [e.host_ifname for e in state.endpoints_of(network.network_id)]

@@ -13,12 +13,15 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from vxlan_evt.errors import Conflict, InvalidOption, NotFound
 from vxlan_evt.options import NetworkOptions, VxlanSpec
 from vxlan_evt.protocol import CreateEndpointRequest, CreateNetworkRequest
 from vxlan_evt.state import DriverState, EndpointRecord, NetworkRecord
+
+if TYPE_CHECKING:
+    from vxlan_evt.netlink.decode import LinkInfo
 
 Scope = Literal["local", "global"]
 
@@ -80,6 +83,16 @@ def parse_alias(alias: str | None) -> Ownership | None:
     if "net" not in fields:
         return None
     return Ownership(network_id=fields["net"], endpoint_id=fields.get("ep"))
+
+
+def network_of_link(
+    ifindex: int, links: Mapping[int, LinkInfo], networks: Mapping[str, NetworkRecord]
+) -> NetworkRecord | None:
+    """The network a link (by ifindex, in the listener's live table) belongs to, by the
+    ownership mark in its ifalias; None for links we did not create or have forgotten."""
+    info = links.get(ifindex)
+    owner = parse_alias(info.ifalias) if info is not None else None
+    return networks.get(owner.network_id) if owner is not None else None
 
 
 # --- actions -----------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any
 import trio
 
 from vxlan_evt.atomicfile import write_atomic
-from vxlan_evt.driver import parse_alias
+from vxlan_evt.driver import network_of_link
 from vxlan_evt.errors import InvalidOption
 from vxlan_evt.events import L2Miss, L3Miss
 from vxlan_evt.metrics import Metrics
@@ -64,9 +64,7 @@ def device_mode(
     default: ResolveMode,
 ) -> ResolveMode:
     """The mode of the network whose vxlan device `ifindex` is (its ifalias names it)."""
-    info = links.get(ifindex)
-    owner = parse_alias(info.ifalias) if info is not None else None
-    return network_mode(networks.get(owner.network_id) if owner else None, default)
+    return network_mode(network_of_link(ifindex, links, networks), default)
 
 
 def sweep_interval(idle_timeout: float) -> float:
