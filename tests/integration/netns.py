@@ -27,19 +27,26 @@ class NetnsError(RuntimeError):
     """A setup command failed; the message carries the command and its stderr."""
 
 
-def run(argv: list[str], *, input: str | None = None, check: bool = True) -> str:
+def run(
+    argv: list[str], *, input: str | None = None, check: bool = True, timeout: float = 60
+) -> str:
     """Run a command, return stdout; raise NetnsError with stderr on failure."""
-    done = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
         raise NetnsError(f"{' '.join(argv)} -> {done.returncode}: {done.stderr.strip()}")
     return done.stdout
 
 
 class Netns:
-    """One namespace `vxevt-t-<label>-<random>`; a context manager that deletes it."""
+    """One namespace `<prefix><label>-<random>`; a context manager that deletes it.
 
-    def __init__(self, label: str) -> None:
-        self.name = f"{PREFIX}{label}-{secrets.token_hex(3)}"
+    `ipv6=False` turns IPv6 off inside it altogether (the benchmarks' namespaces).
+    """
+
+    command_timeout: float = 60  # seconds for one `ip`, `bridge` or exec'd command
+
+    def __init__(self, label: str, *, prefix: str = PREFIX, ipv6: bool = True) -> None:
+        self.name = f"{prefix}{label}-{secrets.token_hex(3)}"
         run(["ip", "netns", "add", self.name])
         self._closed = False
         try:
@@ -47,6 +54,8 @@ class Netns:
             # No IPv6 link-local addresses: no router/neighbour solicitations of our own,
             # so captures and tests see only the traffic they cause.
             self.exec("sysctl", "-qw", "net.ipv6.conf.default.addr_gen_mode=1")
+            if not ipv6:
+                self.exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
         except BaseException:
             self.close()
             raise
@@ -57,15 +66,22 @@ class Netns:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def exec_argv(self, *argv: str) -> list[str]:
+        """`argv` wrapped to run inside this namespace."""
+        return ["ip", "netns", "exec", self.name, *argv]
+
     def exec(self, *argv: str, input: str | None = None, check: bool = True) -> str:
         """Run `argv` inside the namespace (`ip netns exec`)."""
-        return run(["ip", "netns", "exec", self.name, *argv], input=input, check=check)
+        return run(self.exec_argv(*argv), input=input, check=check, timeout=self.command_timeout)
+
+    def ifindex(self, ifname: str) -> int:
+        return int(self.exec("cat", f"/sys/class/net/{ifname}/ifindex").strip())
 
     def ip(self, *args: str, check: bool = True) -> str:
-        return run(["ip", "-n", self.name, *args], check=check)
+        return run(["ip", "-n", self.name, *args], check=check, timeout=self.command_timeout)
 
     def bridge(self, *args: str, check: bool = True) -> str:
-        return run(["bridge", "-n", self.name, *args], check=check)
+        return run(["bridge", "-n", self.name, *args], check=check, timeout=self.command_timeout)
 
     def bridge_batch(self, commands: list[str]) -> None:
         """Many `bridge` commands in one process: the fastest way to flood netlink."""

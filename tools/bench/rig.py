@@ -27,7 +27,6 @@ import ctypes
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -48,18 +47,18 @@ from wire import BRIDGE, CONTAINER_IP, CONTAINER_MAC, LOCAL_VTEP, VNI, VXLAN
 PREFIX = "vxevt-b-"
 CLONE_NEWNET = 0x40000000
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
+from tests.integration import netns  # noqa: E402  (the same namespaces the tests use)
 
-class RigError(RuntimeError):
-    """A setup command failed; the message has the command and its stderr."""
+# A setup command failed; the message has the command and its stderr.
+RigError = netns.NetnsError
 
 
 def run(argv: list[str], *, input: str | None = None, check: bool = True) -> str:
     """Run a command and return its stdout; RigError with stderr on failure."""
-    done = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=120)
-    if check and done.returncode != 0:
-        raise RigError(f"{' '.join(argv)} -> {done.returncode}: {done.stderr.strip()}")
-    return done.stdout
+    return netns.run(argv, input=input, check=check, timeout=120)
 
 
 def socket_in_netns(netns: str, make: Callable[[], socket.socket]) -> socket.socket:
@@ -200,43 +199,13 @@ def handle_sigterm() -> None:
     signal.signal(signal.SIGTERM, raise_interrupt)
 
 
-class Netns:
-    """One namespace `vxevt-b-<label>-<hex>`; `close()` deletes it (idempotent)."""
+class Netns(netns.Netns):
+    """One benchmark namespace `vxevt-b-<label>-<hex>`, IPv6 off; `close()` deletes it."""
+
+    command_timeout = 120
 
     def __init__(self, label: str) -> None:
-        self.name = f"{PREFIX}{label}-{secrets.token_hex(3)}"
-        run(["ip", "netns", "add", self.name])
-        self._closed = False
-        try:
-            self.ip("link", "set", "lo", "up")
-            # No IPv6 link-local addresses: no router/neighbour solicitations of our own.
-            self.exec("sysctl", "-qw", "net.ipv6.conf.default.addr_gen_mode=1")
-            self.exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-        except BaseException:
-            self.close()
-            raise
-
-    def exec_argv(self, *argv: str) -> list[str]:
-        """`argv` wrapped to run inside this namespace."""
-        return ["ip", "netns", "exec", self.name, *argv]
-
-    def exec(self, *argv: str, input: str | None = None, check: bool = True) -> str:
-        return run(self.exec_argv(*argv), input=input, check=check)
-
-    def ip(self, *args: str, check: bool = True) -> str:
-        return run(["ip", "-n", self.name, *args], check=check)
-
-    def bridge(self, *args: str, check: bool = True) -> str:
-        return run(["bridge", "-n", self.name, *args], check=check)
-
-    def ifindex(self, ifname: str) -> int:
-        return int(self.exec("cat", f"/sys/class/net/{ifname}/ifindex").strip())
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        run(["ip", "netns", "del", self.name], check=False)
+        super().__init__(label, prefix=PREFIX, ipv6=False)
 
 
 @dataclass(slots=True)
