@@ -253,6 +253,7 @@ ADDRESS_NOTES = "## Addresses (`--addresses`: a socket bound to the IPv4/IPv6 ad
 
 def capture_addresses(out: Path) -> None:
     """Address notifications on host A's br-42 (ifindex 4): a host joining its segment."""
+    out.mkdir(parents=True, exist_ok=True)
     with namespaces("ha", "ca", "hb", "cb") as (ha, ca, hb, cb):
         a, b = VxlanHost(ha, ca, 1, 42), VxlanHost(hb, cb, 2, 42)
         add_underlay(a, b)
@@ -279,7 +280,7 @@ def capture_addresses(out: Path) -> None:
                 lambda: ha.ip("addr", "del", "192.168.42.200/24", "dev", br),
             )
     readme = out / "README.md"
-    kept = readme.read_text().split(ADDRESS_NOTES)[0].rstrip("\n")
+    kept = readme.read_text().split(ADDRESS_NOTES)[0].rstrip("\n") if readme.exists() else ""
     readme.write_text("\n".join([kept, "", ADDRESS_NOTES, "", *rec.notes, ""]))
 
 
