@@ -33,6 +33,7 @@ from vxlan_evt.engine import AnsweredHook, EngineSettings, EventEngine
 from vxlan_evt.ipam_service import IpamService
 from vxlan_evt.ipam_store import EtcdIpamStore, IpamStore, LocalIpamStore
 from vxlan_evt.metrics import Metrics
+from vxlan_evt.model.addresses import IPAddress
 from vxlan_evt.netlink.decode import Address, LinkInfo
 from vxlan_evt.netlink.links import NetlinkKernel
 from vxlan_evt.netlink.listener import NetlinkListener
@@ -45,7 +46,7 @@ from vxlan_evt.peers.etcd_client import EtcdClient
 from vxlan_evt.peers.etcd_keys import encode_network, segment_settings
 from vxlan_evt.peers.local import local_endpoints, vtep_of
 from vxlan_evt.peers.static import StaticPeers
-from vxlan_evt.peers.table import IPAddress, PeerTable
+from vxlan_evt.peers.table import PeerTable
 from vxlan_evt.peersync import PeerSync
 from vxlan_evt.service import DriverService
 from vxlan_evt.state import NetworkRecord, StateStore

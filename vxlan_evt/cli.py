@@ -13,7 +13,6 @@ from vxlan_evt import __version__
 from vxlan_evt.cli_verbs import add_verbs, run_verb
 from vxlan_evt.config import (
     DEFAULT_API_SOCKET,
-    DEFAULT_NETLINK_RCVBUF,
     DEFAULT_PLUGIN_SOCKET,
     DEFAULT_STATE_DIR,
     DaemonConfig,
@@ -21,6 +20,7 @@ from vxlan_evt.config import (
 )
 from vxlan_evt.errors import VxlanEvtError
 from vxlan_evt.logs import setup_logging
+from vxlan_evt.model.defaults import DEFAULT_ETCD_PREFIX, DEFAULT_NETLINK_RCVBUF
 from vxlan_evt.options import RESOLVE_MODES
 
 
@@ -133,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="etcd v3 endpoints, e.g. http://10.0.0.5:2379; without it peers come only "
         "from this host and --peers",
     )
-    etcd.add_argument("--etcd-prefix", default="/vxlan-evt/v1/", help="key prefix")
+    etcd.add_argument(
+        "--etcd-prefix",
+        default=DEFAULT_ETCD_PREFIX,
+        help=f"key prefix (default: {DEFAULT_ETCD_PREFIX})",
+    )
     etcd.add_argument("--etcd-cert", help="client certificate (TLS)")
     etcd.add_argument("--etcd-key", help="client key (TLS)")
     etcd.add_argument("--etcd-ca", help="CA bundle (TLS)")

@@ -20,18 +20,8 @@ from vxlan_evt import views
 from vxlan_evt.client import ClientError, ObserveClient
 from vxlan_evt.config import DEFAULT_API_SOCKET
 from vxlan_evt.doctor import diagnose, exit_status, format_findings
-
-EVENT_TYPES = ("l2miss", "l3miss", "fdb", "neigh", "link", "populate", "resync", "decode_problem")
-TABLE_HELP = {
-    "networks": "networks this host's driver created (VNI, devices, MTU, options)",
-    "endpoints": "container endpoints: veth names, MAC, addresses",
-    "links": "kernel links with their vxlan settings and owning network/endpoint",
-    "fdb": "FDB entries on vxlan devices and bridges (MAC -> VTEP), with their source",
-    "neigh": "neighbour (ARP/ND) entries, with the network they belong to",
-    "peers": "the peer table: which IP/MAC lives behind which VTEP, per VNI",
-    "misses": "L2/L3 misses seen, answered and unanswered (most unanswered first)",
-    "ondemand": "entries programmed on demand, with their idle time",
-}
+from vxlan_evt.events import EVENT_TYPES
+from vxlan_evt.model.tables import OBSERVE_TABLES
 
 
 def event_types(value: str) -> list[str]:
@@ -99,7 +89,7 @@ def add_verbs(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     events.add_argument(
         "--since", type=sequence_number, metavar="SEQ", help="only events after this number"
     )
-    for name, text in TABLE_HELP.items():
+    for name, text in OBSERVE_TABLES.items():
         table = verb(name, text)
         machine(table, "the API's JSON document")
         table.add_argument("--network", metavar="ID", help="only rows of this network (ID prefix)")
@@ -194,7 +184,7 @@ RUNNERS: dict[str, Runner] = {
     "events": run_events,
     "doctor": run_doctor,
     "metrics": run_metrics,
-    **dict.fromkeys(TABLE_HELP, run_table),
+    **dict.fromkeys(OBSERVE_TABLES, run_table),
 }
 
 

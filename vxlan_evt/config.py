@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vxlan_evt.driver import Scope
+from vxlan_evt.model.defaults import DEFAULT_ETCD_PREFIX, DEFAULT_NETLINK_RCVBUF
 from vxlan_evt.options import ResolveMode
 
 DEFAULT_PLUGIN_SOCKET = Path("/run/docker/plugins/vxlan.sock")
 DEFAULT_STATE_DIR = Path("/var/lib/vxlan-evt")
 DEFAULT_API_SOCKET = Path("/run/vxlan-evt/api.sock")
-DEFAULT_NETLINK_RCVBUF = 8 * 1024 * 1024
 
 # The seed took Go-style single-dash long flags; old command lines keep working.
 LEGACY_FLAGS = {"-scope": "--scope", "-vtepdev": "--vtepdev", "-debug": "--debug"}
@@ -36,7 +36,7 @@ class DaemonConfig:
     resolve: ResolveMode = "preprogram"  # default for networks without a Resolve option
     idle_timeout: float = 300.0  # on-demand entries unused this long are removed
     etcd_endpoints: tuple[str, ...] = ()  # empty: the embedded peer backend only
-    etcd_prefix: str = "/vxlan-evt/v1/"
+    etcd_prefix: str = DEFAULT_ETCD_PREFIX
     etcd_tls: tuple[str, str, str] | None = None  # client cert, client key, CA
     etcd_username: str | None = None
     etcd_password: str | None = None

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeAlias, cast
 
+from vxlan_evt.model.addresses import ZERO_MAC
 from vxlan_evt.views import format_findings as format_findings  # people's form of findings
 
 Row: TypeAlias = Mapping[str, Any]
 Level: TypeAlias = Literal["ok", "warn", "error"]
 LEVELS = ("ok", "warn", "error")
-ZERO_MAC = "00:00:00:00:00:00"
 LISTED = 8  # a finding names at most this many entries, then "and N more"
 
 # `check.case  level  wording`; indented lines continue the wording. `{vx}`, `{br}`

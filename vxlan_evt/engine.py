@@ -31,9 +31,10 @@ from vxlan_evt.events import (
     attribute,
 )
 from vxlan_evt.metrics import Metrics
+from vxlan_evt.model.addresses import IPAddress
 from vxlan_evt.netlink.decode import Address, LinkInfo
 from vxlan_evt.netlink.worker import NetlinkWorker
-from vxlan_evt.peers.table import IPAddress, PeerTable
+from vxlan_evt.peers.table import PeerTable
 from vxlan_evt.reconcile import Entry
 from vxlan_evt.resolver import Answer, answer_l2_miss, answer_l3_miss
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass, fields, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar, Literal, TypeAlias, TypeVar
 
-IPAddress: TypeAlias = IPv4Address | IPv6Address
+from vxlan_evt.model.addresses import IPAddress
+
 JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
+
 FdbAction: TypeAlias = Literal["add", "del"]
 NeighAction: TypeAlias = Literal["add", "del", "change"]
 LinkAction: TypeAlias = Literal["add", "del", "up", "down", "mtu", "master", "change"]

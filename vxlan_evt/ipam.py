@@ -26,9 +26,8 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from vxlan_evt.errors import Conflict, InvalidOption, SystemFailure
+from vxlan_evt.model.addresses import IPAddress, IPNetwork
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Kind = Literal["gateway", "container"]
 
 LOCAL_ADDRESS_SPACE = "vxlan-local"

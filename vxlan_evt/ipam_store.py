@@ -29,7 +29,6 @@ from vxlan_evt.errors import SystemFailure
 from vxlan_evt.ipam import (
     Allocation,
     AllocationContention,
-    IPAddress,
     Kind,
     Pool,
     allocation_from_json,
@@ -39,6 +38,7 @@ from vxlan_evt.ipam import (
     plan_allocation,
     plan_release,
 )
+from vxlan_evt.model.addresses import IPAddress
 from vxlan_evt.peers.etcd_client import EtcdClient
 from vxlan_evt.peers.etcd_codec import Compare, KeyValue, Op, RangeResult
 from vxlan_evt.peers.etcd_keys import DEFAULT_PREFIX

@@ -11,11 +11,12 @@ from vxlan_evt.driver import parse_alias
 from vxlan_evt.engine import EventEngine
 from vxlan_evt.events import Owner, attribute
 from vxlan_evt.metrics import Metrics
+from vxlan_evt.model.addresses import ZERO_MAC
+from vxlan_evt.model.tables import OBSERVE_TABLES
 from vxlan_evt.netlink.tables import link_rows, read_kernel_tables
 from vxlan_evt.netlink.worker import NetlinkWorker
 from vxlan_evt.ondemand import OnDemand, network_mode
 from vxlan_evt.peers.table import PeerTable
-from vxlan_evt.reconcile import ZERO_MAC
 from vxlan_evt.service import DriverService
 
 Table = Callable[[], Awaitable[list[dict[str, Any]]]]
@@ -50,7 +51,7 @@ class DaemonObserver:
         self._peers = peers
         self._netns = netns
         self.ondemand = ondemand
-        self.tables: Mapping[str, Table] = {
+        readers: dict[str, Table] = {
             "networks": self.networks,
             "endpoints": self.endpoints,
             "links": self.links,
@@ -60,6 +61,10 @@ class DaemonObserver:
             "misses": self.misses,
             "ondemand": self.ondemand_entries,
         }
+        # Exactly the tables the CLI knows: one list, in the model.
+        if readers.keys() != OBSERVE_TABLES.keys():
+            raise TypeError(f"observer tables {sorted(readers)} != {sorted(OBSERVE_TABLES)}")
+        self.tables: Mapping[str, Table] = readers
 
     def metrics(self) -> bytes:
         return self._metrics.render()

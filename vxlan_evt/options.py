@@ -14,12 +14,11 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import ip_address
 from typing import Any, Literal
 
 from vxlan_evt.errors import InvalidOption
-
-IPAddress = IPv4Address | IPv6Address
+from vxlan_evt.model.addresses import IPAddress
 
 VNI_MAX = 2**24 - 1
 U8_MAX = 2**8 - 1

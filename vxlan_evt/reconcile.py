@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vxlan_evt.peers.table import IPAddress, PeerTable
-
-ZERO_MAC = "00:00:00:00:00:00"
+from vxlan_evt.model.addresses import ZERO_MAC, IPAddress
+from vxlan_evt.peers.table import PeerTable
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from vxlan_evt.peers.table import IPAddress, PeerEndpoint, PeerTable
+from vxlan_evt.model.addresses import IPAddress
+from vxlan_evt.peers.table import PeerEndpoint, PeerTable
 from vxlan_evt.reconcile import Entry, FdbEntry, NeighEntry
 
 

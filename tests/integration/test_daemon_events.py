@@ -195,6 +195,21 @@ def test_cli_verbs_print_what_the_traffic_did(
     text = daemon_a.cli("events", "--type", "l3miss").stdout
     assert b.container_ip in text and "vx-42" in text
 
+    # An operator puts an address on a link: the CLI shows it as an `addr` event.
+    a.host.ip("addr", "add", "198.51.100.7/32", "dev", "vx-42")
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            lines = daemon_a.cli("events", "--type", "addr", "--json").stdout.splitlines()
+            added = [json.loads(line) for line in lines]
+            if any(e["ip"] == "198.51.100.7" and e["action"] == "add" for e in added):
+                break
+            assert time.monotonic() < deadline, (added, daemon_a.log())
+            time.sleep(0.1)
+        assert all(e["type"] == "addr" for e in added)
+    finally:
+        a.host.ip("addr", "del", "198.51.100.7/32", "dev", "vx-42")
+
     bad = daemon_a.cli("events", "--type", "l3mis", check=False)
     assert bad.returncode != 0 and "l3mis" in bad.stderr and "l3miss" in bad.stderr
 

@@ -12,8 +12,9 @@ from pyroute2 import NetNS
 from pyroute2.netns import popns, pushns
 
 from tests.integration.netns import Netns
+from vxlan_evt.model.addresses import ZERO_MAC
 from vxlan_evt.netlink.entries import EntryWriter
-from vxlan_evt.reconcile import ZERO_MAC, Entry, FdbEntry, NeighEntry
+from vxlan_evt.reconcile import Entry, FdbEntry, NeighEntry
 
 pytestmark = [
     pytest.mark.root,

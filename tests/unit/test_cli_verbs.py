@@ -365,3 +365,20 @@ def test_defaults() -> None:
     assert (args.follow, args.json, args.type, args.since) == (False, False, None, None)
     assert parse("doctor").network is None and parse("doctor", "vx-42").network == "vx-42"
     assert run_verb(parse("serve"), io.StringIO(), io.StringIO()) == 2
+
+
+def test_the_cli_offers_every_event_type_and_table_the_daemon_serves() -> None:
+    """One list each, in the model: `events --type addr` once was refused by a stale copy."""
+    from vxlan_evt import views
+    from vxlan_evt.cli_verbs import event_types
+    from vxlan_evt.events import EVENT_TYPES
+    from vxlan_evt.model.tables import OBSERVE_TABLES
+
+    assert "addr" in EVENT_TYPES
+    assert event_types(",".join(EVENT_TYPES)) == list(EVENT_TYPES)
+    parser = argparse.ArgumentParser()
+    add_verbs(parser.add_subparsers(dest="verb"))
+    assert parser.parse_args(["events", "--type", "addr"]).type == ["addr"]
+    for name in OBSERVE_TABLES:
+        assert parser.parse_args([name]).observe_verb == name
+    assert views.TABLES.keys() == OBSERVE_TABLES.keys()

@@ -13,7 +13,6 @@ from vxlan_evt.ipam import (
     MAX_SCAN,
     AddressInUse,
     Allocation,
-    IPAddress,
     Pool,
     PoolExhausted,
     address_kind,
@@ -25,6 +24,7 @@ from vxlan_evt.ipam import (
     plan_allocation,
     plan_release,
 )
+from vxlan_evt.model.addresses import IPAddress
 
 AT = "2024-01-01T00:00:00Z"
 V4 = parse_pool_request("vxlan-local", "10.42.0.0/24", "", False)

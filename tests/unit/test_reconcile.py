@@ -3,10 +3,10 @@ from __future__ import annotations
 from ipaddress import ip_address
 from pathlib import Path
 
+from vxlan_evt.model.addresses import ZERO_MAC
 from vxlan_evt.netlink.tables import permanent_entries
 from vxlan_evt.peers.table import PeerEndpoint, PeerTable
 from vxlan_evt.reconcile import (
-    ZERO_MAC,
     Device,
     Entry,
     FdbEntry,

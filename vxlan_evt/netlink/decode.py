@@ -36,7 +36,6 @@ from vxlan_evt.events import (
     Event,
     EventBase,
     FdbEvent,
-    IPAddress,
     L2Miss,
     L3Miss,
     LinkAction,
@@ -44,6 +43,7 @@ from vxlan_evt.events import (
     NeighAction,
     NeighEvent,
 )
+from vxlan_evt.model.addresses import IPAddress
 
 NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
 RTM_NEWLINK, RTM_DELLINK = 16, 17

@@ -26,7 +26,8 @@ import struct
 from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address
 
-from vxlan_evt.reconcile import ZERO_MAC, Entry, FdbEntry, NeighEntry
+from vxlan_evt.model.addresses import ZERO_MAC
+from vxlan_evt.reconcile import Entry, FdbEntry, NeighEntry
 
 RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 NLMSG_ERROR = 2

@@ -30,6 +30,7 @@ from typing import TypeAlias
 import trio
 
 from vxlan_evt.events import Event, Resync
+from vxlan_evt.model.defaults import DEFAULT_NETLINK_RCVBUF
 from vxlan_evt.netlink.decode import (
     NLM_F_DUMP_INTR,
     NLMSG_DONE,
@@ -48,7 +49,7 @@ RTM_GETLINK, RTM_GETADDR, RTM_GETNEIGH = 18, 22, 30
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 SO_RCVBUFFORCE: int = getattr(socket, "SO_RCVBUFFORCE", 33)
 CLONE_NEWNET = 0x40000000
-DEFAULT_RCVBUF = 8 * 1024 * 1024
+DEFAULT_RCVBUF = DEFAULT_NETLINK_RCVBUF
 RECV_SIZE = 1024 * 1024  # a truncated message would show up as a DecodeProblem
 DUMP_ATTEMPTS = 3
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vxlan_evt.errors import InvalidOption
+from vxlan_evt.model.addresses import IPAddress
 from vxlan_evt.options import normalise_mac
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True, slots=True)

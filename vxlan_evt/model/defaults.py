@@ -1,0 +1,8 @@
+"""Defaults that a daemon flag and the part it configures must agree on."""
+
+from __future__ import annotations
+
+# The event socket's receive buffer: room for a miss storm before ENOBUFS and a resync.
+DEFAULT_NETLINK_RCVBUF = 8 * 1024 * 1024
+# Where every key of vxlan-evt lives in etcd (endpoints, networks, IPAM).
+DEFAULT_ETCD_PREFIX = "/vxlan-evt/v1/"
