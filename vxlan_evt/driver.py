@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from vxlan_evt.errors import Conflict, InvalidOption, NotFound
+from vxlan_evt.model.ownership import Ownership, endpoint_alias, network_alias, parse_alias
 from vxlan_evt.options import NetworkOptions, VxlanSpec
 from vxlan_evt.protocol import CreateEndpointRequest, CreateNetworkRequest
 from vxlan_evt.state import DriverState, EndpointRecord, NetworkRecord
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 Scope = Literal["local", "global"]
 
-ALIAS_PREFIX = "vxlan-evt"
 DEFAULT_UNDERLAY_MTU = 1500
 VXLAN_OVERHEAD_IPV4 = 50
 VXLAN_OVERHEAD_IPV6 = 70
@@ -55,34 +55,6 @@ class HostFacts:
     links: Mapping[str, LinkFact] = field(default_factory=dict)
     default_route_dev: str | None = None
     default_route_dev6: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Ownership:
-    """Decoded ifalias of a link we created."""
-
-    network_id: str
-    endpoint_id: str | None = None
-
-
-def network_alias(network_id: str) -> str:
-    return f"{ALIAS_PREFIX} net={network_id}"
-
-
-def endpoint_alias(network_id: str, endpoint_id: str) -> str:
-    return f"{ALIAS_PREFIX} net={network_id} ep={endpoint_id}"
-
-
-def parse_alias(alias: str | None) -> Ownership | None:
-    """The owner written in a link's ifalias, or None for links we did not create."""
-    if not alias or not alias.startswith(ALIAS_PREFIX + " "):
-        return None
-    fields = dict(
-        part.split("=", 1) for part in alias[len(ALIAS_PREFIX) + 1 :].split() if "=" in part
-    )
-    if "net" not in fields:
-        return None
-    return Ownership(network_id=fields["net"], endpoint_id=fields.get("ep"))
 
 
 def network_of_link(

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 import trio
 
 from vxlan_evt.bus import EventBus
-from vxlan_evt.driver import parse_alias
 from vxlan_evt.eventlog import LogThrottle, event_key_of, format_event
 from vxlan_evt.events import (
     AddrEvent,
@@ -32,10 +31,11 @@ from vxlan_evt.events import (
 )
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.model.addresses import IPAddress
+from vxlan_evt.model.entries import Entry
+from vxlan_evt.model.ownership import parse_alias
 from vxlan_evt.netlink.decode import Address, LinkInfo
 from vxlan_evt.netlink.worker import NetlinkWorker
 from vxlan_evt.peers.table import PeerTable
-from vxlan_evt.reconcile import Entry
 from vxlan_evt.resolver import Answer, answer_l2_miss, answer_l3_miss
 
 log = logging.getLogger("vxlan_evt.events")

@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from vxlan_evt.bus import EventBus
-from vxlan_evt.driver import parse_alias
 from vxlan_evt.engine import EventEngine
 from vxlan_evt.events import Owner, attribute
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.model.addresses import ZERO_MAC
+from vxlan_evt.model.ownership import parse_alias
 from vxlan_evt.model.tables import OBSERVE_TABLES
 from vxlan_evt.netlink.tables import link_rows, read_kernel_tables
 from vxlan_evt.netlink.worker import NetlinkWorker

@@ -33,11 +33,11 @@ from vxlan_evt.errors import InvalidOption
 from vxlan_evt.events import L2Miss, L3Miss
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.model.addresses import IPAddress
+from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
 from vxlan_evt.netlink.decode import LinkInfo
 from vxlan_evt.netlink.usage import KernelUsage, read_usage
 from vxlan_evt.netlink.worker import Netlink, NetlinkWorker
 from vxlan_evt.options import ResolveMode, parse_resolve_mode
-from vxlan_evt.reconcile import Entry, FdbEntry, NeighEntry
 from vxlan_evt.resolver import Answer
 from vxlan_evt.state import NetworkRecord
 

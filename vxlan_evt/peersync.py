@@ -18,20 +18,13 @@ import trio
 from vxlan_evt.atomicfile import write_atomic
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.model.addresses import IPAddress
+from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
 from vxlan_evt.netlink.decode import LinkInfo
 from vxlan_evt.netlink.tables import read_kernel_tables, read_permanent_entries
 from vxlan_evt.netlink.worker import NetlinkWorker
 from vxlan_evt.peers.local import vtep_of
 from vxlan_evt.peers.table import PeerTable
-from vxlan_evt.reconcile import (
-    Device,
-    Entry,
-    FdbEntry,
-    NeighEntry,
-    SyncPlan,
-    desired_entries,
-    plan_sync,
-)
+from vxlan_evt.reconcile import Device, SyncPlan, desired_entries, plan_sync
 from vxlan_evt.service import DriverService
 from vxlan_evt.state import NetworkRecord
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vxlan_evt.model.addresses import ZERO_MAC, IPAddress
+from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
 from vxlan_evt.peers.table import PeerTable
 
 
@@ -27,23 +28,6 @@ class Device:
     # Pre-programmed: an FDB and a neighbour entry per remote endpoint. On demand those
     # come from misses, and only the flood entries (one per VTEP) are kept here.
     per_endpoint: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class FdbEntry:
-    ifindex: int
-    mac: str
-    dst: IPAddress
-
-
-@dataclass(frozen=True, slots=True)
-class NeighEntry:
-    ifindex: int
-    ip: IPAddress
-    mac: str
-
-
-Entry = FdbEntry | NeighEntry
 
 
 def desired_entries(table: PeerTable, devices: Iterable[Device]) -> set[Entry]:

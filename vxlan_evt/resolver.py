@@ -15,8 +15,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from vxlan_evt.model.addresses import IPAddress
+from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
 from vxlan_evt.peers.table import PeerEndpoint, PeerTable
-from vxlan_evt.reconcile import Entry, FdbEntry, NeighEntry
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vxlan_evt.reconcile import Entry
+from vxlan_evt.model.entries import Entry
 
 
 class RecordingEntries:

@@ -11,6 +11,7 @@ import pytest
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from vxlan_evt.model.addresses import ZERO_MAC
+from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
 from vxlan_evt.netlink.entries import (
     NLM_F_ACK,
     NLM_F_APPEND,
@@ -21,7 +22,6 @@ from vxlan_evt.netlink.entries import (
     encode_request,
     parse_errors,
 )
-from vxlan_evt.reconcile import Entry, FdbEntry, NeighEntry
 
 MAC = "02:42:0a:05:00:09"
 

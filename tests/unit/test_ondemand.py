@@ -15,6 +15,7 @@ from vxlan_evt.cli import build_parser, daemon_config
 from vxlan_evt.events import L2Miss, L3Miss
 from vxlan_evt.metrics import Metrics
 from vxlan_evt.model.addresses import IPAddress
+from vxlan_evt.model.entries import FdbEntry, NeighEntry
 from vxlan_evt.netlink.decode import LinkInfo
 from vxlan_evt.netlink.usage import CLOCK_TICKS, FdbUsage, KernelUsage, NeighUsage, read_usage
 from vxlan_evt.ondemand import (
@@ -30,7 +31,6 @@ from vxlan_evt.ondemand import (
     sweep_interval,
 )
 from vxlan_evt.peers.table import PeerEndpoint
-from vxlan_evt.reconcile import FdbEntry, NeighEntry
 from vxlan_evt.resolver import Answer
 from vxlan_evt.state import NetworkRecord
 

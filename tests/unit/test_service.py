@@ -13,8 +13,9 @@ import trio.testing
 from tests.unit.fake_kernel import FakeKernel
 from vxlan_evt.api.plugin import InFlight, create_plugin_app
 from vxlan_evt.config import DaemonConfig
-from vxlan_evt.driver import CreateVxlan, network_alias
+from vxlan_evt.driver import CreateVxlan
 from vxlan_evt.errors import Conflict, InvalidOption, NotFound, UserError
+from vxlan_evt.model.ownership import network_alias
 from vxlan_evt.protocol import PLUGIN_CONTENT_TYPE
 from vxlan_evt.service import DriverService
 from vxlan_evt.state import StateStore

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address
 
 from vxlan_evt.model.addresses import ZERO_MAC
-from vxlan_evt.reconcile import Entry, FdbEntry, NeighEntry
+from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
 
 RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 NLMSG_ERROR = 2

@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from vxlan_evt.events import FdbEvent, NeighEvent
+from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
 from vxlan_evt.netlink.decode import (
     RTM_NEWNEIGH,
     LinkInfo,
@@ -27,7 +28,6 @@ from vxlan_evt.netlink.decode import (
     split_messages,
 )
 from vxlan_evt.netlink.listener import RTM_GETLINK, RTM_GETNEIGH, dump, open_netlink_socket
-from vxlan_evt.reconcile import Entry, FdbEntry, NeighEntry
 
 NUD_PERMANENT = 0x80
 
