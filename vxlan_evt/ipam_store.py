@@ -39,9 +39,9 @@ from vxlan_evt.ipam import (
     plan_release,
 )
 from vxlan_evt.model.addresses import IPAddress
+from vxlan_evt.model.defaults import DEFAULT_ETCD_PREFIX
 from vxlan_evt.peers.etcd_client import EtcdClient
 from vxlan_evt.peers.etcd_codec import Compare, KeyValue, Op, RangeResult
-from vxlan_evt.peers.etcd_keys import DEFAULT_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class EtcdIpamStore:
     def __init__(
         self,
         etcd: EtcdClient,
-        prefix: str = DEFAULT_PREFIX,
+        prefix: str = DEFAULT_ETCD_PREFIX,
         *,
         clock: Clock = utc_now,
         max_attempts: int = MAX_ATTEMPTS,

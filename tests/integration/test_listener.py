@@ -18,7 +18,8 @@ import trio
 
 from tests.integration.netns import VxlanHost, two_hosts
 from vxlan_evt.events import Event, FdbEvent, L2Miss, L3Miss, LinkEvent, NeighEvent, Resync
-from vxlan_evt.netlink.listener import DEFAULT_RCVBUF, NetlinkListener, run_listener
+from vxlan_evt.model.defaults import DEFAULT_NETLINK_RCVBUF
+from vxlan_evt.netlink.listener import NetlinkListener, run_listener
 
 pytestmark = [
     pytest.mark.root,
@@ -74,7 +75,7 @@ def hosts() -> Iterator[tuple[VxlanHost, VxlanHost]]:
 
 
 async def start(
-    nursery: trio.Nursery, hosts: tuple[VxlanHost, VxlanHost], rcvbuf: int = DEFAULT_RCVBUF
+    nursery: trio.Nursery, hosts: tuple[VxlanHost, VxlanHost], rcvbuf: int = DEFAULT_NETLINK_RCVBUF
 ) -> tuple[NetlinkListener, Collector]:
     collector = Collector()
     listener = await nursery.start(

@@ -49,7 +49,6 @@ RTM_GETLINK, RTM_GETADDR, RTM_GETNEIGH = 18, 22, 30
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 SO_RCVBUFFORCE: int = getattr(socket, "SO_RCVBUFFORCE", 33)
 CLONE_NEWNET = 0x40000000
-DEFAULT_RCVBUF = DEFAULT_NETLINK_RCVBUF
 RECV_SIZE = 1024 * 1024  # a truncated message would show up as a DecodeProblem
 DUMP_ATTEMPTS = 3
 
@@ -200,7 +199,7 @@ class NetlinkListener:
         emit: Emit,
         *,
         netns: str | None = None,
-        rcvbuf: int = DEFAULT_RCVBUF,
+        rcvbuf: int = DEFAULT_NETLINK_RCVBUF,
         groups: int = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
         clock: Callable[[], float] = time.time,
         drain_limit: int = 10_000,
@@ -349,7 +348,7 @@ async def run_listener(
     emit: Emit,
     *,
     netns: str | None = None,
-    rcvbuf: int = DEFAULT_RCVBUF,
+    rcvbuf: int = DEFAULT_NETLINK_RCVBUF,
     task_status: trio.TaskStatus[NetlinkListener] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a `NetlinkListener` until cancelled; `await nursery.start(...)` returns it."""

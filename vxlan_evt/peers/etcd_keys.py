@@ -20,11 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from vxlan_evt.errors import InvalidOption
-from vxlan_evt.model.defaults import DEFAULT_ETCD_PREFIX
 from vxlan_evt.options import VxlanSpec, normalise_mac
 from vxlan_evt.peers.table import PeerEndpoint, PeerTable
-
-DEFAULT_PREFIX = DEFAULT_ETCD_PREFIX
 
 
 def endpoints_prefix(prefix: str) -> bytes:
