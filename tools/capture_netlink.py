@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.integration.netns import VxlanHost, add_underlay, add_vxlan_host, namespaces  # noqa: E402
-from vxlan_evt.netlink.decode import NLMSG_DONE, NLMSG_ERROR, split_messages  # noqa: E402
-from vxlan_evt.netlink.listener import (  # noqa: E402
+from vxlan_evt.kernel.decode import NLMSG_DONE, NLMSG_ERROR, split_messages  # noqa: E402
+from vxlan_evt.kernel.listener import (  # noqa: E402
     RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETNEIGH,

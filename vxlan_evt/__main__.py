@@ -1,5 +1,5 @@
 import sys
 
-from vxlan_evt.cli import main
+from vxlan_evt.cli.main import main
 
 sys.exit(main())

@@ -12,9 +12,9 @@ from pyroute2 import NetNS
 from pyroute2.netns import popns, pushns
 
 from tests.integration.netns import Netns
+from vxlan_evt.kernel.entries import EntryWriter
 from vxlan_evt.model.addresses import ZERO_MAC
 from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
-from vxlan_evt.netlink.entries import EntryWriter
 
 pytestmark = [
     pytest.mark.root,

@@ -13,8 +13,8 @@ import pytest
 import trio
 
 from tests.fixtures.etcd import EtcdServer, free_port
-from vxlan_evt.peers.etcd_client import EtcdClient, WatchStream
-from vxlan_evt.peers.etcd_codec import (
+from vxlan_evt.etcd.client import EtcdClient, WatchStream
+from vxlan_evt.etcd.codec import (
     Compare,
     EtcdCompacted,
     EtcdError,

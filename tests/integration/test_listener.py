@@ -17,9 +17,9 @@ import pytest
 import trio
 
 from tests.integration.netns import VxlanHost, two_hosts
-from vxlan_evt.events import Event, FdbEvent, L2Miss, L3Miss, LinkEvent, NeighEvent, Resync
+from vxlan_evt.kernel.listener import NetlinkListener, run_listener
 from vxlan_evt.model.defaults import DEFAULT_NETLINK_RCVBUF
-from vxlan_evt.netlink.listener import NetlinkListener, run_listener
+from vxlan_evt.model.events import Event, FdbEvent, L2Miss, L3Miss, LinkEvent, NeighEvent, Resync
 
 pytestmark = [
     pytest.mark.root,

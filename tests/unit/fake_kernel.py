@@ -8,18 +8,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from vxlan_evt.driver import (
+from vxlan_evt.model.errors import SystemFailure
+from vxlan_evt.model.links import HostFacts, LinkFact
+from vxlan_evt.model.plan import (
     Action,
     AddAddress,
     CreateBridge,
     CreateVeth,
     CreateVxlan,
     DeleteLink,
-    HostFacts,
-    LinkFact,
     SetUp,
 )
-from vxlan_evt.errors import SystemFailure
 
 
 @dataclass

@@ -11,7 +11,14 @@ import trio
 import trio.testing
 
 from tests.unit.fake_netlink import FakeNetlink, FakeWorker, RecordingEntries
-from vxlan_evt.arp import (
+from vxlan_evt.cli.main import build_parser, daemon_config
+from vxlan_evt.model.events import L2Miss, L3Miss
+from vxlan_evt.model.links import LinkInfo
+from vxlan_evt.model.metrics import Metrics
+from vxlan_evt.model.state import DriverState, EndpointRecord, NetworkRecord
+from vxlan_evt.peers.table import PeerEndpoint, PeerTable
+from vxlan_evt.resolve.answerer import ArpAnswerer
+from vxlan_evt.resolve.arp import (
     ETH_P_ARP,
     ETH_P_IPV6,
     answer_frame,
@@ -23,16 +30,9 @@ from vxlan_evt.arp import (
     mac_bytes,
     multicast_mac,
 )
-from vxlan_evt.bus import EventBus
-from vxlan_evt.cli import build_parser, daemon_config
-from vxlan_evt.engine import EngineSettings, EventEngine
-from vxlan_evt.events import L2Miss, L3Miss
-from vxlan_evt.metrics import Metrics
-from vxlan_evt.netlink.decode import LinkInfo
-from vxlan_evt.netlink.packets import ArpAnswerer
-from vxlan_evt.peers.table import PeerEndpoint, PeerTable
-from vxlan_evt.resolver import Answer
-from vxlan_evt.state import DriverState, EndpointRecord, NetworkRecord
+from vxlan_evt.resolve.bus import EventBus
+from vxlan_evt.resolve.engine import EngineSettings, EventEngine
+from vxlan_evt.resolve.resolver import Answer
 
 PEER_MAC = "02:42:c0:a8:2a:02"
 PEER_IP = IPv4Address("192.168.42.2")

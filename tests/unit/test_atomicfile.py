@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from vxlan_evt.atomicfile import write_atomic
+from vxlan_evt.disk.atomicfile import write_atomic
 
 
 def test_replaces_creates_the_directory_private_and_leaves_no_temp(tmp_path: Path) -> None:

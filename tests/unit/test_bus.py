@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vxlan_evt.bus import EventBus
+from vxlan_evt.resolve.bus import EventBus
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from vxlan_evt.cli import build_parser, daemon_config
-from vxlan_evt.config import DaemonConfig, normalise_legacy_flags
+from vxlan_evt.cli.main import build_parser, daemon_config
+from vxlan_evt.daemon.config import DaemonConfig, normalise_legacy_flags
 
 
 def parse(*argv: str) -> DaemonConfig:

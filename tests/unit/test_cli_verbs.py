@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from tests.unit.test_doctor import NET, healthy
-from vxlan_evt.cli_verbs import add_verbs, run_verb
-from vxlan_evt.client import ClientError, ObserveClient, encode_params
+from vxlan_evt.cli.client import ClientError, ObserveClient, encode_params
+from vxlan_evt.cli.verbs import add_verbs, run_verb
 
 EVENTS = [
     {"type": "l3miss", "seq": 1, "timestamp": 1714566896.5, "network_id": NET,
@@ -369,9 +369,9 @@ def test_defaults() -> None:
 
 def test_the_cli_offers_every_event_type_and_table_the_daemon_serves() -> None:
     """One list each, in the model: `events --type addr` once was refused by a stale copy."""
-    from vxlan_evt import views
-    from vxlan_evt.cli_verbs import event_types
-    from vxlan_evt.events import EVENT_TYPES
+    from vxlan_evt.cli import views
+    from vxlan_evt.cli.verbs import event_types
+    from vxlan_evt.model.events import EVENT_TYPES
     from vxlan_evt.model.tables import OBSERVE_TABLES
 
     assert "addr" in EVENT_TYPES

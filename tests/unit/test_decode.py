@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from vxlan_evt.events import (
+from vxlan_evt.kernel.decode import (
+    NeighbourCounts,
+    NetlinkDecoder,
+    TruncatedError,
+    ntf_flag_names,
+    nud_state_name,
+    split_messages,
+)
+from vxlan_evt.model.events import (
     AddrEvent,
     DecodeProblem,
     Event,
@@ -28,15 +36,7 @@ from vxlan_evt.events import (
     Resync,
     attribute,
 )
-from vxlan_evt.netlink.decode import (
-    LinkInfo,
-    NeighbourCounts,
-    NetlinkDecoder,
-    TruncatedError,
-    ntf_flag_names,
-    nud_state_name,
-    split_messages,
-)
+from vxlan_evt.model.links import LinkInfo
 
 FIXTURES = Path(__file__).parent / "fixtures" / "netlink"
 VX, BR, CT, UL = 3, 4, 5, 2

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vxlan_evt.doctor import (
+from vxlan_evt.cli.doctor import (
     CHECKS,
     SAY,
     Finding,

@@ -9,13 +9,13 @@ import trio
 import trio.testing
 
 from tests.unit.fake_netlink import FakeWorker
-from vxlan_evt.bus import EventBus
-from vxlan_evt.engine import EngineSettings, EventEngine, MissLedger
-from vxlan_evt.events import L2Miss, L3Miss, LinkEvent
-from vxlan_evt.metrics import Metrics
 from vxlan_evt.model.entries import FdbEntry, NeighEntry
-from vxlan_evt.netlink.decode import LinkInfo
+from vxlan_evt.model.events import L2Miss, L3Miss, LinkEvent
+from vxlan_evt.model.links import LinkInfo
+from vxlan_evt.model.metrics import Metrics
 from vxlan_evt.peers.table import PeerEndpoint, PeerTable
+from vxlan_evt.resolve.bus import EventBus
+from vxlan_evt.resolve.engine import EngineSettings, EventEngine, MissLedger
 
 PEER = PeerEndpoint(
     vni=42,

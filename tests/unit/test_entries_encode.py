@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
-from vxlan_evt.model.addresses import ZERO_MAC
-from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
-from vxlan_evt.netlink.entries import (
+from vxlan_evt.kernel.entries import (
     NLM_F_ACK,
     NLM_F_APPEND,
     NLM_F_CREATE,
@@ -22,6 +20,8 @@ from vxlan_evt.netlink.entries import (
     encode_request,
     parse_errors,
 )
+from vxlan_evt.model.addresses import ZERO_MAC
+from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
 
 MAC = "02:42:0a:05:00:09"
 
@@ -128,7 +128,7 @@ class SilentKernel:
 
 
 def test_no_answer_fails_the_batch_instead_of_raising() -> None:
-    from vxlan_evt.netlink.entries import EntryWriter
+    from vxlan_evt.kernel.entries import EntryWriter
 
     writer = EntryWriter(batch=2)
     real = writer._socket
@@ -143,7 +143,7 @@ def test_no_answer_fails_the_batch_instead_of_raising() -> None:
 
 
 def test_an_entry_that_cannot_be_encoded_fails_alone() -> None:
-    from vxlan_evt.netlink.entries import EntryWriter
+    from vxlan_evt.kernel.entries import EntryWriter
 
     writer = EntryWriter()
     real = writer._socket

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vxlan_evt.peers.etcd_codec import (
+from vxlan_evt.etcd.codec import (
     Compare,
     DeleteResult,
     EtcdCompacted,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from ipaddress import ip_address
 
-from vxlan_evt.options import parse_network_options
-from vxlan_evt.peers.etcd_keys import (
+from vxlan_evt.driver.options import parse_network_options
+from vxlan_evt.peers.keys import (
     decode_endpoint,
     encode_endpoint,
     encode_network,

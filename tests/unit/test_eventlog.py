@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from vxlan_evt.eventlog import LogThrottle, event_key, event_key_of, format_event
-from vxlan_evt.events import FdbEvent, L3Miss
+from vxlan_evt.model.events import FdbEvent, L3Miss
+from vxlan_evt.resolve.eventlog import LogThrottle, event_key, event_key_of, format_event
 
 
 def test_a_storm_is_folded_into_one_summary_per_window() -> None:

@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from vxlan_evt.errors import Conflict, InvalidOption, UserError
-from vxlan_evt.ipam import (
+from vxlan_evt.ipam.allocation import (
     DAMAGED,
     MAX_SCAN,
     AddressInUse,
@@ -25,6 +24,7 @@ from vxlan_evt.ipam import (
     plan_release,
 )
 from vxlan_evt.model.addresses import IPAddress
+from vxlan_evt.model.errors import Conflict, InvalidOption, UserError
 
 AT = "2024-01-01T00:00:00Z"
 V4 = parse_pool_request("vxlan-local", "10.42.0.0/24", "", False)

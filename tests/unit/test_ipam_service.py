@@ -13,13 +13,13 @@ from typing import Any, cast
 
 import pytest
 
-from vxlan_evt.api.plugin import create_plugin_app
-from vxlan_evt.errors import Conflict, InvalidOption
-from vxlan_evt.ipam import PoolExhausted
-from vxlan_evt.ipam_service import IpamService
-from vxlan_evt.ipam_store import IPAM_FILE_NAME, LocalIpamStore
-from vxlan_evt.protocol import PLUGIN_CONTENT_TYPE, parse_body
-from vxlan_evt.service import DriverService
+from vxlan_evt.driver.api import create_plugin_app
+from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE, parse_body
+from vxlan_evt.driver.service import DriverService
+from vxlan_evt.ipam.allocation import PoolExhausted
+from vxlan_evt.ipam.service import IpamService
+from vxlan_evt.ipam.store import IPAM_FILE_NAME, LocalIpamStore
+from vxlan_evt.model.errors import Conflict, InvalidOption
 
 POOL_ID = "vxlan-local/10.42.0.0/24/10.42.0.128/25"
 GATEWAY_OPTIONS = '{"RequestAddressType":"com.docker.network.gateway"}'

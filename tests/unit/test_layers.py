@@ -1,9 +1,10 @@
 """The import rule of vxlan_evt's layers, checked on every module's imports.
 
-A module may import from its own layer and from layers below it, never from one above.
-The layers are being carved out of the flat tree (issue Layout): `model` is the bottom,
-and modules not yet moved into a layer are `LEGACY`, allowed to import anything but
-never imported by a layer. Each entry of `ALLOWED` is an exception with its reason.
+A module may import from its own layer and from the tiers below it, never from one above
+and never from a sibling of its own tier. Every module lives in a layer; only the package
+root (`vxlan_evt/__init__.py`: the version and the rule, importing nothing) and
+`__main__` (the entry point, on top of everything) stand outside. Each entry of `ALLOWED`
+is an exception with its reason.
 """
 
 from __future__ import annotations
@@ -14,17 +15,34 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "vxlan_evt"
-# Bottom first; a layer may import only itself and what stands before it.
-LAYERS = ("model",)
-LEGACY = "(legacy)"
+# Bottom first, one tier per row; a layer may import itself and the tiers before its own,
+# never a sibling of its tier (the edges do not know each other).
+TIERS: tuple[tuple[str, ...], ...] = (
+    ("model",),
+    ("kernel", "etcd", "disk"),
+    ("driver",),
+    ("ipam",),
+    ("peers",),
+    ("resolve",),
+    ("observe",),
+    ("daemon",),
+    ("cli",),
+)
+LAYERS = tuple(layer for tier in TIERS for layer in tier)
+RANK = {layer: rank for rank, tier in enumerate(TIERS) for layer in tier}
+ROOT = "(root)"
+ROOT_MODULES = frozenset({"vxlan_evt", "vxlan_evt.__main__", "vxlan_evt.__version__"})
 ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def layer_of(module: str) -> str:
+    """The layer a module belongs to; ROOT for the package root; "" for a stray module."""
+    if module in ROOT_MODULES:
+        return ROOT
     parts = module.split(".")
     if len(parts) > 1 and parts[0] == "vxlan_evt" and parts[1] in LAYERS:
         return parts[1]
-    return LEGACY
+    return ""
 
 
 def module_name(path: Path) -> str:
@@ -47,16 +65,17 @@ def imports_of(path: Path) -> set[str]:
 
 def violations(module: str, imported: set[str]) -> list[str]:
     here = layer_of(module)
-    if here == LEGACY:
-        return []
-    rank = LAYERS.index(here)
+    if not here:
+        return [f"{module} is in no layer: move it into one of {', '.join(LAYERS)}"]
+    if module == "vxlan_evt.__main__":
+        return []  # the entry point stands on top of everything
     wrong = []
     for target in sorted(imported):
         there = layer_of(target)
-        if target == "vxlan_evt" or (module, target) in ALLOWED:
+        if (there in (here, ROOT) and module != "vxlan_evt") or (module, target) in ALLOWED:
             continue
-        if there == LEGACY or LAYERS.index(there) > rank:
-            wrong.append(f"{module} ({here}) imports {target} ({there})")
+        if here == ROOT or not there or RANK[there] >= RANK[here]:
+            wrong.append(f"{module} ({here}) imports {target} ({there or 'no layer'})")
     return wrong
 
 
@@ -69,10 +88,27 @@ def test_no_module_imports_a_layer_above_its_own(path: Path) -> None:
 
 
 def test_the_rule_itself_catches_an_upward_import() -> None:
-    assert violations("vxlan_evt.model.tables", {"vxlan_evt.driver"}) != []
+    assert violations("vxlan_evt.model.tables", {"vxlan_evt.driver.plan"}) != []
     assert violations("vxlan_evt.model.tables", {"vxlan_evt.model.addresses"}) == []
-    assert violations("vxlan_evt.options", {"vxlan_evt.model.addresses"}) == []
+    assert violations("vxlan_evt.driver.plan", {"vxlan_evt.model.addresses"}) == []
+    assert violations("vxlan_evt.cli.main", {"vxlan_evt.__version__"}) == []
     assert layer_of("vxlan_evt.model") == "model"
+
+
+def test_the_rule_itself_catches_siblings_strays_and_a_busy_root() -> None:
+    assert violations("vxlan_evt.kernel.links", {"vxlan_evt.disk.atomicfile"}) != []
+    assert violations("vxlan_evt.kernel.links", {"vxlan_evt.kernel.worker"}) == []
+    assert violations("vxlan_evt.options", set()) != []  # a module outside every layer
+    assert violations("vxlan_evt", {"vxlan_evt.model.errors"}) != []
+    assert violations("vxlan_evt.__main__", {"vxlan_evt.cli.main"}) == []
+
+
+def test_every_layer_is_a_package_with_its_reason() -> None:
+    """Each layer says in its docstring what it holds and what it may import."""
+    for layer in LAYERS:
+        init = PACKAGE / layer / "__init__.py"
+        assert init.is_file(), layer
+        assert ast.get_docstring(ast.parse(init.read_text())), f"{layer}/__init__.py: no docstring"
 
 
 def test_every_allowed_exception_still_exists() -> None:

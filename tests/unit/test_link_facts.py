@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from vxlan_evt.netlink.links import _link_fact, parse_link_facts
+from vxlan_evt.kernel.links import _link_fact, parse_link_facts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "netlink"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ipaddress import ip_address
 
-from vxlan_evt.netlink.decode import LinkInfo
+from vxlan_evt.model.links import LinkInfo
+from vxlan_evt.model.state import DriverState, EndpointRecord, NetworkRecord
 from vxlan_evt.peers.local import local_endpoints
-from vxlan_evt.state import DriverState, EndpointRecord, NetworkRecord
 
 NET = "n" * 64
 EP = "e" * 64

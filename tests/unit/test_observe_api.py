@@ -9,9 +9,9 @@ from typing import Any
 
 import trio
 
-from vxlan_evt.api.observe import Table, create_observe_app
-from vxlan_evt.bus import EventBus
-from vxlan_evt.events import L3Miss, LinkEvent
+from vxlan_evt.model.events import L3Miss, LinkEvent
+from vxlan_evt.observe.api import Table, create_observe_app
+from vxlan_evt.resolve.bus import EventBus
 
 NET = "f" * 64
 

@@ -11,14 +11,16 @@ import pytest
 import trio
 
 from tests.unit.fake_netlink import FakeNetlink, FakeWorker, RecordingEntries
-from vxlan_evt.cli import build_parser, daemon_config
-from vxlan_evt.events import L2Miss, L3Miss
-from vxlan_evt.metrics import Metrics
+from vxlan_evt.cli.main import build_parser, daemon_config
+from vxlan_evt.kernel.usage import CLOCK_TICKS, FdbUsage, KernelUsage, NeighUsage, read_usage
 from vxlan_evt.model.addresses import IPAddress
 from vxlan_evt.model.entries import FdbEntry, NeighEntry
-from vxlan_evt.netlink.decode import LinkInfo
-from vxlan_evt.netlink.usage import CLOCK_TICKS, FdbUsage, KernelUsage, NeighUsage, read_usage
-from vxlan_evt.ondemand import (
+from vxlan_evt.model.events import L2Miss, L3Miss
+from vxlan_evt.model.links import LinkInfo
+from vxlan_evt.model.metrics import Metrics
+from vxlan_evt.model.state import NetworkRecord
+from vxlan_evt.peers.table import PeerEndpoint
+from vxlan_evt.resolve.ondemand import (
     OnDemand,
     Programmed,
     decode_ledger,
@@ -30,9 +32,7 @@ from vxlan_evt.ondemand import (
     plan_sweep,
     sweep_interval,
 )
-from vxlan_evt.peers.table import PeerEndpoint
-from vxlan_evt.resolver import Answer
-from vxlan_evt.state import NetworkRecord
+from vxlan_evt.resolve.resolver import Answer
 
 MAC = "02:42:c0:a8:2a:02"
 IP = IPv4Address("192.168.42.2")

@@ -7,18 +7,16 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
 
-from vxlan_evt.errors import InvalidOption, UserError
-from vxlan_evt.options import (
+from vxlan_evt.driver.options import (
     DOCKER_MTU_OPTION,
     OPTION_NAMES,
-    BridgeSpec,
-    NetworkOptions,
-    VxlanSpec,
     normalise_mac,
     parse_bool,
     parse_network_options,
     validate_ifname,
 )
+from vxlan_evt.model.errors import InvalidOption, UserError
+from vxlan_evt.model.network import BridgeSpec, NetworkOptions, VxlanSpec
 
 SEED_NAMES = (
     *("bridgeName", "bridgeMTU", "bridgeHardwareAddr", "bridgeTXQLen"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vxlan_evt.errors import InvalidOption
+from vxlan_evt.model.errors import InvalidOption
 from vxlan_evt.peers.static import StaticPeers, load_peers_file
 from vxlan_evt.peers.table import parse_peers_document
 

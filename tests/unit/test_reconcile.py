@@ -3,12 +3,12 @@ from __future__ import annotations
 from ipaddress import ip_address
 from pathlib import Path
 
+from vxlan_evt.kernel.tables import permanent_entries
 from vxlan_evt.model.addresses import ZERO_MAC
 from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
-from vxlan_evt.netlink.tables import permanent_entries
 from vxlan_evt.peers.table import PeerEndpoint, PeerTable
-from vxlan_evt.reconcile import Device, desired_entries, plan_sync
-from vxlan_evt.resolver import answer_l2_miss, answer_l3_miss
+from vxlan_evt.resolve.preprogram import Device, desired_entries, plan_sync
+from vxlan_evt.resolve.resolver import answer_l2_miss, answer_l3_miss
 
 A = PeerEndpoint(42, ip_address("10.42.0.2"), "02:42:0a:2a:00:02", ip_address("192.0.2.2"))
 B = PeerEndpoint(42, ip_address("10.42.0.3"), "02:42:0a:2a:00:03", ip_address("192.0.2.3"))

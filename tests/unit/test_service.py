@@ -11,14 +11,13 @@ import trio
 import trio.testing
 
 from tests.unit.fake_kernel import FakeKernel
-from vxlan_evt.api.plugin import InFlight, create_plugin_app
-from vxlan_evt.config import DaemonConfig
-from vxlan_evt.driver import CreateVxlan
-from vxlan_evt.errors import Conflict, InvalidOption, NotFound, UserError
+from vxlan_evt.driver.api import InFlight, create_plugin_app
+from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE
+from vxlan_evt.driver.service import DriverService
+from vxlan_evt.driver.store import StateStore
+from vxlan_evt.model.errors import Conflict, InvalidOption, NotFound, UserError
 from vxlan_evt.model.ownership import network_alias
-from vxlan_evt.protocol import PLUGIN_CONTENT_TYPE
-from vxlan_evt.service import DriverService
-from vxlan_evt.state import StateStore
+from vxlan_evt.model.plan import CreateVxlan
 
 NET = "n" * 64
 NET2 = "m" * 64
@@ -54,8 +53,8 @@ def kernel() -> FakeKernel:
     return kernel
 
 
-def make_service(kernel: FakeKernel, state_dir: Path, **config: Any) -> DriverService:
-    return DriverService(DaemonConfig(**config), kernel, StateStore(state_dir))
+def make_service(kernel: FakeKernel, state_dir: Path, **settings: Any) -> DriverService:
+    return DriverService(kernel, StateStore(state_dir), **settings)
 
 
 async def test_activate_and_capabilities(kernel: FakeKernel, tmp_path: Path) -> None:

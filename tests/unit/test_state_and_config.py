@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from vxlan_evt.config import DaemonConfig, normalise_legacy_flags
-from vxlan_evt.errors import SystemFailure
-from vxlan_evt.state import (
+from vxlan_evt.daemon.config import DaemonConfig, normalise_legacy_flags
+from vxlan_evt.driver.store import StateStore
+from vxlan_evt.model.errors import SystemFailure
+from vxlan_evt.model.state import (
     DriverState,
     EndpointRecord,
     NetworkRecord,
-    StateStore,
     decode_state,
     encode_state,
 )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.unit.test_doctor import EP, NET, healthy
-from vxlan_evt import views
+from vxlan_evt.cli import views
 
 # 2024-05-01 12:34:56.789 UTC
 STAMP = datetime(2024, 5, 1, 12, 34, 56, 789000, tzinfo=UTC).timestamp()

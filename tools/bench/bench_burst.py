@@ -81,8 +81,8 @@ def inner_ours(count: int, ifindex: int) -> dict[str, Any]:
     """Write 2 x `count` entries through NetlinkWorker.call(EntryWriter.write); time the call."""
     import trio
 
+    from vxlan_evt.kernel.worker import NetlinkWorker
     from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
-    from vxlan_evt.netlink.worker import NetlinkWorker
 
     vtep = ipaddress.ip_address(REMOTE_VTEP)
     writes: list[Entry] = []

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 
 import trio
 
-from vxlan_evt.peers.etcd_client import EtcdClient
-from vxlan_evt.peers.etcd_codec import EtcdCompacted, EtcdError
-from vxlan_evt.peers.etcd_keys import (
+from vxlan_evt.etcd.client import EtcdClient
+from vxlan_evt.etcd.codec import EtcdCompacted, EtcdError
+from vxlan_evt.peers.keys import (
     decode_endpoint,
     encode_endpoint,
     endpoint_key,

@@ -6,9 +6,9 @@ import ipaddress
 import logging
 from collections.abc import Collection, Mapping
 
-from vxlan_evt.netlink.decode import Address, LinkInfo
+from vxlan_evt.model.links import Address, LinkInfo
+from vxlan_evt.model.state import DriverState, NetworkRecord
 from vxlan_evt.peers.table import PeerEndpoint
-from vxlan_evt.state import DriverState, NetworkRecord
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trio
 
-from vxlan_evt.errors import InvalidOption
+from vxlan_evt.model.errors import InvalidOption
 from vxlan_evt.peers.table import PeerTable, parse_peers_document
 
 log = logging.getLogger(__name__)

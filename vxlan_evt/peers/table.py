@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vxlan_evt.errors import InvalidOption
+from vxlan_evt.driver.options import normalise_mac
 from vxlan_evt.model.addresses import IPAddress
-from vxlan_evt.options import normalise_mac
+from vxlan_evt.model.errors import InvalidOption
 
 
 @dataclass(frozen=True, slots=True)

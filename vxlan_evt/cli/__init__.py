@@ -1,0 +1,1 @@
+"""The command line: `serve`, the troubleshooting verbs, their HTTP client, views and doctor."""

@@ -1,0 +1,304 @@
+"""The daemon: every long-lived task in one trio nursery.
+
+Start order matters and is expressed with `nursery.start()`: the netlink
+worker must own its socket before the state is reconciled; the listener must
+be subscribed before anything is served; the state must be reconciled before
+Docker can reach the plugin socket. Shutdown is an event: the API servers stop
+accepting, calls in flight finish within the grace period, and only then is
+everything else cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Collection, Mapping
+from functools import partial
+from ipaddress import ip_address
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from vxlan_evt.daemon.config import DaemonConfig
+from vxlan_evt.driver.api import InFlight, create_plugin_app
+from vxlan_evt.driver.plan import network_of_link
+from vxlan_evt.driver.service import DriverService
+from vxlan_evt.driver.store import StateStore
+from vxlan_evt.etcd.client import EtcdClient
+from vxlan_evt.ipam.service import IpamService
+from vxlan_evt.ipam.store import EtcdIpamStore, IpamStore, LocalIpamStore
+from vxlan_evt.kernel.links import NetlinkKernel
+from vxlan_evt.kernel.listener import NetlinkListener
+from vxlan_evt.kernel.packets import PacketSender
+from vxlan_evt.kernel.worker import NetlinkWorker
+from vxlan_evt.model.addresses import IPAddress
+from vxlan_evt.model.links import Address, LinkInfo
+from vxlan_evt.model.metrics import Metrics
+from vxlan_evt.model.state import NetworkRecord
+from vxlan_evt.observe.api import create_observe_app
+from vxlan_evt.observe.observer import DaemonObserver
+from vxlan_evt.peers.etcd import EtcdPeers
+from vxlan_evt.peers.keys import encode_network, segment_settings
+from vxlan_evt.peers.local import local_endpoints, vtep_of
+from vxlan_evt.peers.static import StaticPeers
+from vxlan_evt.peers.table import PeerTable
+from vxlan_evt.resolve.answerer import ArpAnswerer
+from vxlan_evt.resolve.arp import endpoint_ports
+from vxlan_evt.resolve.bus import EventBus
+from vxlan_evt.resolve.engine import AnsweredHook, EngineSettings, EventEngine
+from vxlan_evt.resolve.ondemand import OnDemand, device_mode, network_mode
+from vxlan_evt.resolve.peersync import PeerSync
+
+log = logging.getLogger(__name__)
+
+
+def hypercorn_config(binds: list[str], grace: float, name: str) -> HypercornConfig:
+    """Root-only unix sockets (umask 0177); hypercorn logs through our logging."""
+    config = HypercornConfig()
+    config.bind = binds
+    config.umask = 0o177
+    config.graceful_timeout = grace
+    config.accesslog = None
+    config.errorlog = logging.getLogger(f"vxlan_evt.http.{name}")
+    return config
+
+
+def open_packet_sender(config: DaemonConfig) -> PacketSender | None:
+    """The socket for ARP answers; None when they are off or the socket is refused."""
+    if not config.arp_answer:
+        return None
+    try:
+        return PacketSender()
+    except OSError as exc:  # e.g. no CAP_NET_RAW: misses still get answered, 1 s slower
+        log.warning("ARP answers are off: cannot open a packet socket: %s", exc)
+        return None
+
+
+def miss_hooks(
+    engine: EventEngine,
+    service: DriverService,
+    sender: PacketSender | None,
+    ondemand: OnDemand,
+    metrics: Metrics,
+) -> tuple[AnsweredHook, ...]:
+    """After a miss is programmed: answer the waiting container first, then track the entry."""
+    hooks: list[AnsweredHook] = []
+    if sender is not None:
+
+        def ports(ifindex: int) -> list[str] | None:
+            return endpoint_ports(ifindex, engine.links, service.state)
+
+        hooks.append(ArpAnswerer(sender, lambda: engine.links, ports, metrics))
+    hooks.append(ondemand)
+    return tuple(hooks)
+
+
+async def wait_for_shutdown_signal(shutdown: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("shutting down on %s", signal.Signals(signum).name)
+            shutdown.set()
+            return
+
+
+def _prepare_socket_path(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+KernelView = Callable[[], tuple[Mapping[int, LinkInfo], Mapping[int, Collection[Address]]]]
+
+
+def open_etcd_peers(
+    config: DaemonConfig, service: DriverService, kernel: KernelView
+) -> EtcdPeers | None:
+    """The etcd backend, publishing this host's endpoints (and the addresses an operator
+    put on our bridges: `kernel` gives the listener's live links and addresses)."""
+    if not config.etcd_endpoints:
+        return None
+    client = EtcdClient(
+        config.etcd_endpoints,
+        tls=config.etcd_tls,
+        username=config.etcd_username,
+        password=config.etcd_password,
+    )
+    peers = EtcdPeers(
+        client,
+        prefix=config.etcd_prefix,
+        host=config.hostname or socket.gethostname(),
+        lease_ttl=config.etcd_lease_ttl,
+        local=lambda: local_endpoints(
+            service.state,
+            host=config.hostname or socket.gethostname(),
+            advertise_address=config.advertise_address,
+            links=kernel()[0],
+            addresses=kernel()[1],
+        ),
+        local_networks=lambda: {
+            record.vni: encode_network(segment_of(record), record.pools)
+            for record in service.state.networks.values()
+        },
+    )
+
+    def segment_of(record: NetworkRecord) -> dict[str, str]:
+        return segment_settings(service.network_options(record.generic_options).vxlan)
+
+    async def guard(record: NetworkRecord) -> str | None:
+        return await peers.check_network(record.vni, segment_of(record), record.pools)
+
+    service.network_guard = guard
+    return peers
+
+
+async def run_daemon(
+    config: DaemonConfig,
+    *,
+    shutdown: trio.Event | None = None,
+    task_status: trio.TaskStatus[DriverService] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until `shutdown` is set (by SIGTERM/SIGINT unless the caller passes its own)."""
+    shutdown = shutdown or trio.Event()
+    static_peers = StaticPeers(config.peers_file)  # a bad peers file stops start-up, clearly
+    worker = NetlinkWorker()
+    metrics = Metrics()
+    service = DriverService(
+        NetlinkKernel(worker),
+        StateStore(config.state_dir),
+        scope=config.scope,
+        vtepdev=config.vtepdev,
+    )
+    etcd = open_etcd_peers(config, service, lambda: (engine.links, engine.addresses))
+    ipam_store: IpamStore = (
+        EtcdIpamStore(etcd.client, config.etcd_prefix)
+        if etcd is not None
+        else LocalIpamStore(config.state_dir)
+    )
+    # One socket, one driver name: `--ipam-driver vxlan` reaches the same daemon.
+    service.handlers.update(
+        IpamService(ipam_store, config.hostname or socket.gethostname()).handlers
+    )
+
+    def peer_table() -> PeerTable:
+        if etcd is None:
+            return static_peers.table
+        return static_peers.table.merged(etcd.table)
+
+    engine = EventEngine(
+        EventBus(),
+        worker,
+        metrics,
+        peer_table,
+        EngineSettings(log_events=config.log_events, populate=config.populate),
+    )
+    ondemand = OnDemand(
+        worker,
+        metrics,
+        lambda ifindex: device_mode(ifindex, engine.links, service.state.networks, config.resolve),
+        idle_timeout=config.idle_timeout,
+        path=config.state_dir / "ondemand.json",
+    )
+
+    def local_vteps(ifindex: int) -> tuple[IPAddress, ...]:
+        record = network_of_link(ifindex, engine.links, service.state.networks)
+        vtep = vtep_of(record, config.advertise_address) if record is not None else None
+        return (ip_address(vtep),) if vtep else ()
+
+    engine.local_vteps = local_vteps
+    sender = open_packet_sender(config)
+    engine.hooks = miss_hooks(engine, service, sender, ondemand, metrics)
+    observer = DaemonObserver(
+        service,
+        worker,
+        engine,
+        metrics,
+        peer_table,
+        ondemand=ondemand,
+        default_resolve=config.resolve,
+    )
+    in_flight = InFlight()
+    sockets = [config.plugin_socket, config.api_socket]
+    for path in sockets:
+        _prepare_socket_path(path)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_for_shutdown_signal, shutdown)
+            nursery.start_soon(static_peers.watch)
+            await nursery.start(worker.run)
+            await nursery.start(engine.run_resolver)
+            listener = NetlinkListener(engine.on_event, rcvbuf=config.netlink_rcvbuf)
+            await nursery.start(listener.run)
+            engine.use_links(listener.decoder.links, listener.decoder.addresses)
+            await service.load_and_reconcile()
+            peer_sync = PeerSync(
+                service,
+                worker,
+                metrics,
+                peer_table,
+                state_dir=config.state_dir,
+                advertise_address=config.advertise_address,
+                preprogram=lambda record: network_mode(record, config.resolve) == "preprogram",
+                links=lambda: engine.links,
+            )
+            await nursery.start(peer_sync.run)
+            await nursery.start(ondemand.run)
+            static_peers.on_change = peer_sync.changed
+            service.on_change = peer_sync.changed
+            if etcd is not None:
+                etcd.on_change = peer_sync.changed
+
+                def local_changed() -> None:
+                    etcd.local_changed()
+                    peer_sync.changed()
+
+                service.on_change = local_changed
+                engine.on_our_address_change = local_changed
+                await nursery.start(etcd.run)
+            async with trio.open_nursery() as servers:
+                await servers.start(
+                    partial(
+                        hypercorn_serve,
+                        create_plugin_app(service, in_flight, metrics),
+                        hypercorn_config(
+                            [f"unix:{config.plugin_socket}"], config.shutdown_grace, "plugin"
+                        ),
+                        shutdown_trigger=shutdown.wait,
+                    )
+                )
+                api_binds = [f"unix:{config.api_socket}"]
+                if config.api_listen:
+                    api_binds.append(config.api_listen)
+                await servers.start(
+                    partial(
+                        hypercorn_serve,
+                        create_observe_app(observer),
+                        hypercorn_config(api_binds, config.shutdown_grace, "observe"),
+                        shutdown_trigger=shutdown.wait,
+                    )
+                )
+                for path in sockets:
+                    os.chmod(path, 0o600)
+                log.info(
+                    "serving driver=%s socket=%s api=%s scope=%s state_dir=%s populate=%s peers=%d",
+                    config.driver_name,
+                    config.plugin_socket,
+                    " ".join(api_binds),
+                    config.scope,
+                    config.state_dir,
+                    config.populate,
+                    len(peer_table().endpoints),
+                )
+                task_status.started(service)
+                await shutdown.wait()  # hypercorn stops accepting on the same event
+                with trio.move_on_after(config.shutdown_grace):
+                    await in_flight.wait_idle()
+                servers.cancel_scope.cancel()  # idle keep-alive connections, event streams
+            nursery.cancel_scope.cancel()
+    finally:
+        for path in sockets:
+            path.unlink(missing_ok=True)
+        if sender is not None:
+            sender.close()
+    log.info("stopped")

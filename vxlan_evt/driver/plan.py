@@ -1,0 +1,338 @@
+"""What each Docker call means for the kernel, decided without touching it.
+
+Every function here is pure: it takes the driver state, a decoded request and
+`HostFacts` (a snapshot of the kernel's links), and returns new records plus a
+list of `Action`s for the netlink edge to carry out. Ownership is written into
+every link we create (its ifalias), so cleanup never depends on names alone
+and never touches a link we did not make.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from vxlan_evt.driver.protocol import CreateEndpointRequest, CreateNetworkRequest
+from vxlan_evt.model.errors import Conflict, InvalidOption, NotFound
+from vxlan_evt.model.links import HostFacts, LinkFact
+from vxlan_evt.model.modes import Scope
+from vxlan_evt.model.network import NetworkOptions
+from vxlan_evt.model.ownership import Ownership, endpoint_alias, network_alias, parse_alias
+from vxlan_evt.model.plan import (
+    Action,
+    AddAddress,
+    CreateBridge,
+    CreateVeth,
+    CreateVxlan,
+    DeleteLink,
+    SetUp,
+)
+from vxlan_evt.model.state import DriverState, EndpointRecord, NetworkRecord
+
+if TYPE_CHECKING:
+    from vxlan_evt.model.links import LinkInfo
+
+
+DEFAULT_UNDERLAY_MTU = 1500
+VXLAN_OVERHEAD_IPV4 = 50
+VXLAN_OVERHEAD_IPV6 = 70
+
+
+# --- kernel snapshot -------------------------------------------------------
+
+
+def network_of_link(
+    ifindex: int, links: Mapping[int, LinkInfo], networks: Mapping[str, NetworkRecord]
+) -> NetworkRecord | None:
+    """The network a link (by ifindex, in the listener's live table) belongs to, by the
+    ownership mark in its ifalias; None for links we did not create or have forgotten."""
+    info = links.get(ifindex)
+    owner = parse_alias(info.ifalias) if info is not None else None
+    return networks.get(owner.network_id) if owner is not None else None
+
+
+# --- actions -----------------------------------------------------------------
+
+
+# --- networks ----------------------------------------------------------------
+
+
+def underlay_mtu(options: NetworkOptions, facts: HostFacts) -> tuple[str | None, int]:
+    """The device carrying the tunnel and its MTU: VtepDev, else the default route's."""
+    device = options.vxlan.vtep_dev
+    if device is None:
+        device = facts.default_route_dev6 if options.underlay_is_ipv6 else facts.default_route_dev
+    if device is not None and device in facts.links:
+        return device, facts.links[device].mtu
+    return device, DEFAULT_UNDERLAY_MTU
+
+
+def resolve_mtus(options: NetworkOptions, facts: HostFacts) -> tuple[int, int]:
+    """(vxlan MTU, bridge MTU): the options, else underlay MTU minus the VXLAN overhead."""
+    device, mtu = underlay_mtu(options, facts)
+    overhead = VXLAN_OVERHEAD_IPV6 if options.underlay_is_ipv6 else VXLAN_OVERHEAD_IPV4
+    ceiling = mtu - overhead
+    vxlan_mtu = options.vxlan.mtu if options.vxlan.mtu is not None else ceiling
+    if options.vxlan.mtu is not None and options.vxlan.vtep_dev is not None and vxlan_mtu > ceiling:
+        raise InvalidOption(
+            f"vxlanMTU: {vxlan_mtu} is more than the underlay {device} (MTU {mtu}) can carry "
+            f"with {overhead} bytes of VXLAN overhead; use at most {ceiling}"
+        )
+    bridge_mtu = options.bridge.mtu if options.bridge.mtu is not None else vxlan_mtu
+    if bridge_mtu > vxlan_mtu:
+        raise InvalidOption(
+            f"bridgeMTU: {bridge_mtu} is larger than the vxlan MTU {vxlan_mtu}; containers "
+            f"would send frames the vxlan port drops (use at most {vxlan_mtu})"
+        )
+    return vxlan_mtu, max(bridge_mtu, 68)
+
+
+def _check_name_free(option: str, name: str, network_id: str, facts: HostFacts) -> None:
+    link = facts.links.get(name)
+    if link is None:
+        return
+    owner = parse_alias(link.alias)
+    if owner is None:
+        raise Conflict(
+            f"{option}: a link named {name!r} already exists on this host and was not "
+            f"created by vxlan-evt; choose another name"
+        )
+    if owner.network_id != network_id or owner.endpoint_id is not None:
+        raise Conflict(
+            f"{option}: {name!r} already belongs to vxlan-evt network {owner.network_id[:12]}"
+        )
+
+
+def plan_create_network(
+    state: DriverState,
+    request: CreateNetworkRequest,
+    options: NetworkOptions,
+    facts: HostFacts,
+    scope: Scope,
+) -> tuple[NetworkRecord, list[Action]]:
+    """Validate a new network against this host and plan its vxlan + bridge."""
+    network_id = request.network_id
+    vni = options.vxlan.vni
+    for other in state.networks.values():
+        if other.network_id != network_id and other.vni == vni:
+            raise Conflict(
+                f"VxlanId: {vni} is already used by network {other.network_id[:12]} on "
+                f"this host (one network per VNI per host)"
+            )
+    if options.vxlan.vtep_dev is not None and options.vxlan.vtep_dev not in facts.links:
+        raise InvalidOption(f"VtepDev: there is no device {options.vxlan.vtep_dev!r} on this host")
+    for link in facts.links.values():
+        owner = parse_alias(link.alias)
+        if (
+            link.kind == "vxlan"
+            and link.vni == vni
+            and (owner is None or owner.network_id != network_id)
+        ):
+            raise Conflict(
+                f"VxlanId: {vni} is already used by vxlan link {link.name!r} on this host"
+            )
+    _check_name_free("vxlanName", options.vxlan.name, network_id, facts)
+    _check_name_free("bridgeName", options.bridge.name, network_id, facts)
+    vxlan_mtu, bridge_mtu = resolve_mtus(options, facts)
+    record = NetworkRecord(
+        network_id=network_id,
+        generic_options={k: str(v) for k, v in request.generic_options.items()},
+        vni=vni,
+        vxlan_name=options.vxlan.name,
+        bridge_name=options.bridge.name,
+        vxlan_mtu=vxlan_mtu,
+        bridge_mtu=bridge_mtu,
+        gateways=request.gateways,
+        host_addresses=request.gateways if scope == "local" else (),
+        pools=request.pools,
+    )
+    return record, plan_network_links(record, options, facts)
+
+
+def plan_network_links(
+    record: NetworkRecord, options: NetworkOptions, facts: HostFacts
+) -> list[Action]:
+    """Create what is missing; leave existing links of this network as they are (no flap)."""
+    alias = network_alias(record.network_id)
+    actions: list[Action] = []
+    if record.bridge_name not in facts.links:
+        actions.append(
+            CreateBridge(
+                name=record.bridge_name,
+                mtu=record.bridge_mtu,
+                hardware_addr=options.bridge.hardware_addr,
+                txqlen=options.bridge.txqlen,
+                alias=alias,
+            )
+        )
+    if record.vxlan_name not in facts.links:
+        actions.append(
+            CreateVxlan(
+                name=record.vxlan_name,
+                spec=options.vxlan,
+                vtep_dev=options.vxlan.vtep_dev,
+                mtu=record.vxlan_mtu,
+                master=record.bridge_name,
+                alias=alias,
+            )
+        )
+    actions.extend(AddAddress(record.bridge_name, cidr) for cidr in record.host_addresses)
+    actions.extend(
+        SetUp(name)
+        for name in (record.vxlan_name, record.bridge_name)
+        if name not in facts.links or not facts.links[name].up
+    )
+    return actions
+
+
+def _owned_links(facts: HostFacts, network_id: str) -> list[tuple[LinkFact, Ownership]]:
+    owned = []
+    for link in facts.links.values():
+        owner = parse_alias(link.alias)
+        if owner is not None and owner.network_id == network_id:
+            owned.append((link, owner))
+    return owned
+
+
+def _delete_order(items: Iterable[tuple[LinkFact, Ownership]]) -> list[Action]:
+    """Endpoints' veths first, then the vxlan, then the bridge they hang on."""
+    rank = {"veth": 0, "vxlan": 1, "bridge": 2}
+    ordered = sorted(items, key=lambda item: (rank.get(item[0].kind or "", 0), item[0].name))
+    return [DeleteLink(link.name, link.alias or "") for link, _ in ordered]
+
+
+def plan_delete_network(facts: HostFacts, network_id: str) -> list[Action]:
+    """Every link this network owns, found by ownership mark so a lost state still cleans up."""
+    return _delete_order(_owned_links(facts, network_id))
+
+
+def plan_orphans(state: DriverState, facts: HostFacts) -> list[Action]:
+    """Our links that belong to no known network or endpoint (leaked by a crash)."""
+    orphans = []
+    for link in facts.links.values():
+        owner = parse_alias(link.alias)
+        if owner is None:
+            continue
+        if owner.network_id not in state.networks or (
+            owner.endpoint_id is not None and owner.endpoint_id not in state.endpoints
+        ):
+            orphans.append((link, owner))
+    return _delete_order(orphans)
+
+
+# --- endpoints ---------------------------------------------------------------
+
+
+def endpoint_ifnames(endpoint_id: str) -> tuple[str, str]:
+    """(host end, container end): 13 bytes each, well inside the 15-byte limit."""
+    return f"vh{endpoint_id[:11]}", f"vc{endpoint_id[:11]}"
+
+
+def endpoint_mac(request: CreateEndpointRequest) -> str:
+    """A stable locally administered MAC: 02:42 + the IPv4 address, as Docker does."""
+    if request.address is not None:
+        address = ipaddress.ip_interface(request.address).ip
+        if address.version == 4:
+            return "02:42:" + ":".join(f"{b:02x}" for b in address.packed)
+    digest = hashlib.sha256(request.endpoint_id.encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
+
+
+def require_network(state: DriverState, network_id: str) -> NetworkRecord:
+    record = state.networks.get(network_id)
+    if record is None:
+        raise NotFound(
+            f"network {network_id[:12]} is not known to vxlan-evt on this host "
+            f"(was it created with another driver, or was the state dir removed?)"
+        )
+    return record
+
+
+def require_endpoint(state: DriverState, network_id: str, endpoint_id: str) -> EndpointRecord:
+    require_network(state, network_id)
+    record = state.endpoints.get(endpoint_id)
+    if record is None or record.network_id != network_id:
+        raise NotFound(f"endpoint {endpoint_id[:12]} is not known to vxlan-evt on this host")
+    return record
+
+
+def plan_create_endpoint(
+    state: DriverState, request: CreateEndpointRequest, facts: HostFacts
+) -> tuple[EndpointRecord, list[Action]]:
+    """A veth pair: host end on the bridge, container end with the endpoint's MAC and MTU."""
+    network = require_network(state, request.network_id)
+    host_ifname, container_ifname = endpoint_ifnames(request.endpoint_id)
+    alias = endpoint_alias(request.network_id, request.endpoint_id)
+    for name in (host_ifname, container_ifname):
+        link = facts.links.get(name)
+        if link is not None and link.alias != alias and parse_alias(link.alias) is None:
+            raise Conflict(f"interface {name!r} already exists and was not created by vxlan-evt")
+    record = EndpointRecord(
+        network_id=request.network_id,
+        endpoint_id=request.endpoint_id,
+        host_ifname=host_ifname,
+        container_ifname=container_ifname,
+        mac=request.mac or endpoint_mac(request),
+        address=request.address,
+        address6=request.address6,
+    )
+    return record, plan_endpoint_links(record, network, facts)
+
+
+def plan_endpoint_links(
+    record: EndpointRecord, network: NetworkRecord, facts: HostFacts
+) -> list[Action]:
+    if record.host_ifname in facts.links:
+        return [] if facts.links[record.host_ifname].up else [SetUp(record.host_ifname)]
+    return [
+        CreateVeth(
+            host_ifname=record.host_ifname,
+            container_ifname=record.container_ifname,
+            mtu=network.bridge_mtu,
+            mac=record.mac,
+            master=network.bridge_name,
+            alias=endpoint_alias(record.network_id, record.endpoint_id),
+        ),
+        SetUp(record.host_ifname),
+    ]
+
+
+def plan_delete_endpoint(facts: HostFacts, network_id: str, endpoint_id: str) -> list[Action]:
+    return _delete_order(
+        (link, owner)
+        for link, owner in _owned_links(facts, network_id)
+        if owner.endpoint_id == endpoint_id
+    )
+
+
+def join_response(network: NetworkRecord, endpoint: EndpointRecord) -> dict[str, object]:
+    """Join's answer: the interface to move, and the gateway as the default route.
+
+    The gateway is returned in both scopes (in global scope a router on the
+    segment owns it); returning one keeps Docker from adding docker_gwbridge.
+    """
+    response: dict[str, object] = {
+        "InterfaceName": {"SrcName": endpoint.container_ifname, "DstPrefix": "eth"},
+        "StaticRoutes": [],
+        "DisableGatewayService": True,
+    }
+    for cidr in network.gateways:
+        gateway = ipaddress.ip_interface(cidr).ip
+        response["Gateway" if gateway.version == 4 else "GatewayIPv6"] = str(gateway)
+    return response
+
+
+def plan_reconcile(
+    state: DriverState, options_by_network: Mapping[str, NetworkOptions], facts: HostFacts
+) -> list[Action]:
+    """On start: recreate what is missing, keep what exists, remove our orphans."""
+    actions: list[Action] = list(plan_orphans(state, facts))
+    for network_id, record in state.networks.items():
+        actions.extend(plan_network_links(record, options_by_network[network_id], facts))
+    for endpoint in state.endpoints.values():
+        if endpoint.joined and endpoint.host_ifname not in facts.links:
+            continue  # its container went away while we were down; Docker will delete it
+        actions.extend(plan_endpoint_links(endpoint, state.networks[endpoint.network_id], facts))
+    return actions

@@ -1,0 +1,355 @@
+"""The listener's I/O edge: a trio netlink socket feeding the pure `NetlinkDecoder`.
+
+Subscribes to RTNLGRP_LINK, RTNLGRP_NEIGH (link changes, ARP/ND, FDB, and the vxlan
+L2/L3 miss requests, which the kernel sends on the NEIGH group) and the IPv4/IPv6 address
+groups. The link and address tables are seeded by dumps taken *after* subscribing, so
+nothing falls between dump and stream.
+
+A miss storm can overflow the socket: the kernel then drops messages and the next recv
+fails with ENOBUFS. We do not die: what is still queued (older than the loss) is decoded,
+links and neighbours are dumped again, link differences come out as LinkEvents, and a
+`Resync` event tells consumers to re-read their own state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import itertools
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeAlias
+
+import trio
+
+from vxlan_evt.kernel.decode import (
+    NLM_F_DUMP_INTR,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NetlinkDecoder,
+    split_messages,
+)
+from vxlan_evt.model.defaults import DEFAULT_NETLINK_RCVBUF
+from vxlan_evt.model.events import Event, Resync
+from vxlan_evt.model.links import LinkInfo
+
+log = logging.getLogger(__name__)
+
+RTMGRP_LINK = 0x1
+RTMGRP_NEIGH = 0x4
+RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x10, 0x100
+RTM_GETLINK, RTM_GETADDR, RTM_GETNEIGH = 18, 22, 30
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+SO_RCVBUFFORCE: int = getattr(socket, "SO_RCVBUFFORCE", 33)
+CLONE_NEWNET = 0x40000000
+RECV_SIZE = 1024 * 1024  # a truncated message would show up as a DecodeProblem
+DUMP_ATTEMPTS = 3
+
+Emit: TypeAlias = Callable[[Event], object] | trio.abc.SendChannel[Event]
+
+
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"setns: {os.strerror(code)}")
+
+
+def _make_socket(groups: int, rcvbuf: int | None) -> socket.socket:
+    sock = socket.socket(
+        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
+    )
+    try:
+        if rcvbuf is not None:
+            try:  # FORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+            except PermissionError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.bind((0, groups))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def open_netlink_socket(
+    netns: str | None = None, *, groups: int = 0, rcvbuf: int | None = None
+) -> socket.socket:
+    """A bound NETLINK_ROUTE socket, created inside network namespace `netns` if given.
+
+    A socket stays in the netns it was created in, so only creation needs the namespace.
+    That happens in a throwaway thread (setns is per thread): even if switching back
+    failed, no thread of ours is ever left in the wrong namespace. Blocking; call it via
+    `trio.to_thread.run_sync` from async code.
+    """
+    if netns is None:
+        return _make_socket(groups, rcvbuf)
+    path = netns if "/" in netns else f"/run/netns/{netns}"
+    result: list[socket.socket] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    _setns(target)
+                    try:
+                        result.append(_make_socket(groups, rcvbuf))
+                    finally:
+                        _setns(original)
+                finally:
+                    os.close(target)
+            finally:
+                os.close(original)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=work, name=f"netns-socket-{netns}", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        for sock in result:
+            sock.close()
+        raise failure[0]
+    return result[0]
+
+
+def encode_dump_request(msg_type: int, family: int, seq: int) -> bytes:
+    """An RTM_GETLINK (ifinfomsg), RTM_GETADDR (ifaddrmsg) or RTM_GETNEIGH (ndmsg) dump
+    request, all entries."""
+    if msg_type == RTM_GETLINK:
+        body = struct.pack("=BxHiII", family, 0, 0, 0, 0)
+    elif msg_type == RTM_GETADDR:
+        body = struct.pack("=BBBBI", family, 0, 0, 0, 0)
+    elif msg_type == RTM_GETNEIGH:
+        body = struct.pack("=BxxxiHBB", family, 0, 0, 0, 0)
+    else:
+        raise ValueError(f"no dump request for message type {msg_type}")
+    return (
+        struct.pack("=IHHII", 16 + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+    )
+
+
+async def dump(
+    sock: trio.socket.SocketType, msg_type: int, seq: int, family: int = socket.AF_UNSPEC
+) -> list[bytes]:
+    """Run one dump to NLMSG_DONE on a socket used for nothing else; raw datagrams back.
+
+    A dump the kernel marks as interrupted (the table changed under it) is retried.
+    Note: an AF_UNSPEC RTM_GETNEIGH dump returns ARP/ND only; FDB needs AF_BRIDGE.
+    """
+    chunks: list[bytes] = []
+    for attempt in range(DUMP_ATTEMPTS):
+        request_seq = seq * DUMP_ATTEMPTS + attempt
+        await sock.send(encode_dump_request(msg_type, family, request_seq))
+        chunks, interrupted, done = [], False, False
+        while not done:
+            data = await sock.recv(RECV_SIZE)
+            chunks.append(data)
+            for header in split_messages(data):
+                if header.seq != request_seq:
+                    continue
+                interrupted |= bool(header.flags & NLM_F_DUMP_INTR)
+                if header.msg_type == NLMSG_ERROR:
+                    (code,) = struct.unpack_from("=i", header.data, 16)
+                    if code:
+                        raise OSError(-code, f"netlink dump {msg_type}: {os.strerror(-code)}")
+                done |= header.msg_type in (NLMSG_DONE, NLMSG_ERROR)
+        if not interrupted:
+            break
+        log.info("netlink dump interrupted, retrying msg_type=%d attempt=%d", msg_type, attempt)
+    return chunks
+
+
+@dataclass(slots=True)
+class ListenerStatistics:
+    """A snapshot; `events` counts emitted events by type."""
+
+    datagrams: int = 0
+    messages: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    decode_problems: int = 0
+    ignored: int = 0
+    enobufs: int = 0
+    resyncs: int = 0
+    drained: int = 0
+    links: int = 0
+    rcvbuf: int = 0
+
+
+class NetlinkListener:
+    """Emit every decoded event to a callback (sync, must not block) or a send channel.
+
+    With a channel, a slow consumer applies back-pressure: the socket fills up and that
+    ends in ENOBUFS and a resync, which is the explicit loss policy. A callback such as
+    `EventBus.publish` never blocks the socket.
+    """
+
+    def __init__(
+        self,
+        emit: Emit,
+        *,
+        netns: str | None = None,
+        rcvbuf: int = DEFAULT_NETLINK_RCVBUF,
+        groups: int = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
+        clock: Callable[[], float] = time.time,
+        drain_limit: int = 10_000,
+    ) -> None:
+        self._emit = emit
+        self._netns = netns
+        self._rcvbuf = rcvbuf
+        self._groups = groups
+        self._drain_limit = drain_limit
+        self.decoder = NetlinkDecoder(clock=clock)
+        self._stats = ListenerStatistics()
+        self._losses = 0
+        self._dump_seq = itertools.count(1)
+
+    @property
+    def links(self) -> Mapping[int, LinkInfo]:
+        """A copy of the link table (ifindex -> LinkInfo) as of now."""
+        return dict(self.decoder.links)
+
+    def statistics(self) -> ListenerStatistics:
+        decoder = self.decoder.statistics()
+        s = self._stats
+        return ListenerStatistics(
+            datagrams=s.datagrams,
+            messages=decoder.messages,
+            events=dict(s.events),
+            decode_problems=decoder.problems,
+            ignored=decoder.ignored,
+            enobufs=s.enobufs,
+            resyncs=s.resyncs,
+            drained=s.drained,
+            links=len(self.decoder.links),
+            rcvbuf=s.rcvbuf,
+        )
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[NetlinkListener] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Subscribe, seed the link table, report started(self), then listen until cancelled."""
+        opener = partial(open_netlink_socket, self._netns)
+        raw = await trio.to_thread.run_sync(
+            partial(opener, groups=self._groups, rcvbuf=self._rcvbuf)
+        )
+        with trio.socket.from_stdlib_socket(raw) as events:
+            request_raw = await trio.to_thread.run_sync(opener)
+            with trio.socket.from_stdlib_socket(request_raw) as requests:
+                self._stats.rcvbuf = raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+                self.decoder.load_links(await dump(requests, RTM_GETLINK, next(self._dump_seq)))
+                self.decoder.load_addresses(await dump(requests, RTM_GETADDR, next(self._dump_seq)))
+                # ARP/ND only: the decoder needs them for add-vs-change, not the FDB.
+                self.decoder.load_neighbours(
+                    await dump(requests, RTM_GETNEIGH, next(self._dump_seq))
+                )
+                log.info(
+                    "netlink listener started netns=%s rcvbuf=%d links=%d",
+                    self._netns or "-",
+                    self._stats.rcvbuf,
+                    len(self.decoder.links),
+                )
+                task_status.started(self)
+                await self._listen(events, raw, requests)
+
+    async def _listen(
+        self, events: trio.socket.SocketType, raw: socket.socket, requests: trio.socket.SocketType
+    ) -> None:
+        buffer = bytearray(RECV_SIZE)
+        while True:
+            try:
+                size = await events.recv_into(buffer)
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self._lost()
+                await self._resync(raw, requests, buffer)
+                continue
+            await self._feed(bytes(memoryview(buffer)[:size]))
+
+    def _lost(self) -> None:
+        self._losses += 1
+        self._stats.enobufs += 1
+
+    async def _feed(self, data: bytes) -> None:
+        self._stats.datagrams += 1
+        for event in self.decoder.feed(data):
+            await self._send(event)
+
+    async def _send(self, event: Event) -> None:
+        self._stats.events[event.type] = self._stats.events.get(event.type, 0) + 1
+        if isinstance(self._emit, trio.abc.SendChannel):
+            await self._emit.send(event)
+        else:
+            self._emit(event)
+
+    async def _resync(
+        self, raw: socket.socket, requests: trio.socket.SocketType, buffer: bytearray
+    ) -> None:
+        # What is still queued predates the loss: decode it first, in order, so that the
+        # dump (newer) has the last word on the link table.
+        drained = 0
+        while drained < self._drain_limit:
+            try:
+                size = raw.recv_into(buffer, 0, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self._lost()
+                continue
+            drained += 1
+            await self._feed(bytes(memoryview(buffer)[:size]))
+            await trio.lowlevel.checkpoint()
+        links = await dump(requests, RTM_GETLINK, next(self._dump_seq))
+        for event in self.decoder.load_links(links, report_changes=True):
+            await self._send(event)
+        addresses = await dump(requests, RTM_GETADDR, next(self._dump_seq))
+        for event in self.decoder.load_addresses(addresses, report_changes=True):
+            await self._send(event)
+        neighbours = await dump(requests, RTM_GETNEIGH, next(self._dump_seq))
+        # Only counted (FDB state is the consumers'), but a fresh count says what they face.
+        fdb = await dump(requests, RTM_GETNEIGH, next(self._dump_seq), socket.AF_BRIDGE)
+        counts = self.decoder.load_neighbours([*neighbours, *fdb])
+        self._stats.resyncs += 1
+        self._stats.drained += drained
+        resync = Resync(
+            self._losses,
+            self._stats.enobufs,
+            drained=drained,
+            links=len(self.decoder.links),
+            neighbours=counts.neighbours,
+            fdb=counts.fdb,
+        )
+        log.warning(
+            "netlink resync after ENOBUFS losses=%d total=%d drained=%d links=%d fdb=%d",
+            resync.losses,
+            resync.total_losses,
+            drained,
+            resync.links,
+            resync.fdb,
+        )
+        self._losses = 0
+        await self._send(self.decoder.stamp(resync))
+
+
+async def run_listener(
+    emit: Emit,
+    *,
+    netns: str | None = None,
+    rcvbuf: int = DEFAULT_NETLINK_RCVBUF,
+    task_status: trio.TaskStatus[NetlinkListener] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a `NetlinkListener` until cancelled; `await nursery.start(...)` returns it."""
+    await NetlinkListener(emit, netns=netns, rcvbuf=rcvbuf).run(task_status=task_status)
