@@ -1,6 +1,6 @@
 """Record real rtnetlink notifications as test fixtures for the pure decoder.
 
-Builds the two-host rig of tests/integration/netns.py in throwaway `vxevt-t-*` namespaces,
+Builds the two-host rig of vxlan_evt/testing/netns.py in throwaway `vxevt-t-*` namespaces,
 listens in host A's namespace (RTMGRP_LINK | RTMGRP_NEIGH) and, step by step, changes
 links, programs FDB and neighbour entries, and triggers L2 and L3 misses from the
 container behind the bridge. Each step's raw bytes (datagrams concatenated) go to
@@ -21,12 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.integration.netns import VxlanHost, add_underlay, add_vxlan_host, namespaces  # noqa: E402
-from vxlan_evt.kernel.decode import NLMSG_DONE, NLMSG_ERROR, split_messages  # noqa: E402
-from vxlan_evt.kernel.listener import (  # noqa: E402
+from vxlan_evt.kernel.decode import NLMSG_DONE, NLMSG_ERROR, split_messages
+from vxlan_evt.kernel.listener import (
     RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETNEIGH,
@@ -37,6 +33,9 @@ from vxlan_evt.kernel.listener import (  # noqa: E402
     encode_dump_request,
     open_netlink_socket,
 )
+from vxlan_evt.testing.netns import VxlanHost, add_underlay, add_vxlan_host, namespaces
+
+ROOT = Path(__file__).resolve().parent.parent
 
 UNKNOWN_MAC = "02:42:c0:a8:2a:99"
 

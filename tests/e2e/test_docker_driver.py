@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.fixtures.busybox import BUSYBOX_IMAGE, busybox_image
-from tests.fixtures.fabric import Fabric
-from tests.fixtures.lab import LabHost
+from vxlan_evt.testing.busybox import BUSYBOX_IMAGE, busybox_image
+from vxlan_evt.testing.fabric import Fabric
+from vxlan_evt.testing.plugin_host import PluginHost
 
 if TYPE_CHECKING:
     from tests.fixtures.plugin import LabFactory
@@ -28,47 +25,6 @@ WALKTHROUGH = [
     "-o", "Group=239.1.1.1", "-o", "VxlanId=42", "-o", "VtepDev=eth1",
     "--subnet=10.42.0.0/24", "--gateway=10.42.0.254", "vxlan42",
 ]  # fmt: skip
-
-
-@dataclass
-class PluginHost:
-    """A lab host running dockerd and our plugin on its default socket."""
-
-    host: LabHost
-    log_path: Path
-    state_dir: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self, *extra: str) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "vxlan_evt",
-            "serve",
-            "-d",
-            "--state-dir",
-            str(self.state_dir),
-        ]
-        self.process = self.host.spawn([*argv, *extra], self.log_path, cwd=REPO)
-        self.host.wait_for_plugin(proc=self.process, log_path=self.log_path)
-
-    def stop(self) -> int:
-        assert self.process is not None
-        status = self.host.stop_process(self.process)
-        self.process = None
-        return status
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def container_ip(self, name: str) -> str:
-        inspect = self.host.docker("inspect", name).stdout
-        networks = json.loads(inspect)[0]["NetworkSettings"]["Networks"]
-        return str(networks["vxlan42"]["IPAddress"])
-
-    def owned_links(self) -> list[str]:
-        out = self.host.run(["ip", "-d", "-o", "link"]).stdout
-        return [line.split(":")[1].strip() for line in out.splitlines() if "vxlan-evt" in line]
 
 
 @pytest.fixture

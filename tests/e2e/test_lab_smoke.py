@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.fixtures.busybox import BUSYBOX_IMAGE, busybox_image
-from tests.fixtures.fabric import Fabric
-from tests.fixtures.lab import LabHost
-from tests.fixtures.labowner import cleanup_stale, lab_state
-from tests.fixtures.labsys import cgroup_dirs, comm_of, mounts_of, process_start
+from vxlan_evt.testing.busybox import BUSYBOX_IMAGE, busybox_image
+from vxlan_evt.testing.fabric import Fabric
+from vxlan_evt.testing.lab import LabHost
+from vxlan_evt.testing.labowner import cleanup_stale, lab_state
+from vxlan_evt.testing.labsys import cgroup_dirs, comm_of, mounts_of, process_start
 
 if TYPE_CHECKING:
     from tests.fixtures.plugin import LabFactory
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
 REPO = Path(__file__).resolve().parents[2]
-STUB_PLUGIN = REPO / "tests" / "fixtures" / "stub_plugin.py"
+STUB_PLUGIN = REPO / "vxlan_evt" / "testing" / "stub_plugin.py"
 DOCKER_CLIS = [cli for cli in ("/usr/bin/docker", "/usr/local/bin/docker") if Path(cli).exists()]
 
 
@@ -134,8 +134,8 @@ def test_cleanup_stale_removes_a_crashed_session(
     crash = f"""
 import os, sys
 from pathlib import Path
-from tests.fixtures.busybox import busybox_image
-from tests.fixtures.lab import LabHost
+from vxlan_evt.testing.busybox import busybox_image
+from vxlan_evt.testing.lab import LabHost
 host = LabHost("crash", base_dir=Path({str(lab_session)!r}), log_dir=Path({str(tmp_path)!r}))
 host.start_dockerd()
 busybox_image(host, Path({str(busybox_tar)!r}))

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.e2e.test_docker_driver import PluginHost
-from tests.fixtures.busybox import BUSYBOX_IMAGE, busybox_image
-from tests.fixtures.fabric import Fabric
+from vxlan_evt.testing.busybox import BUSYBOX_IMAGE, busybox_image
+from vxlan_evt.testing.fabric import Fabric
+from vxlan_evt.testing.plugin_host import PluginHost
 
 if TYPE_CHECKING:
     from tests.fixtures.plugin import LabFactory

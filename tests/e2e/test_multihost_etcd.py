@@ -25,13 +25,13 @@ from typing import TypeVar
 
 import pytest
 
-from tests.e2e.test_docker_driver import PluginHost
-from tests.fixtures.busybox import BUSYBOX_IMAGE, busybox_image
-from tests.fixtures.etcd import EtcdServer, find_etcd
-from tests.fixtures.fabric import Fabric
-from tests.fixtures.lab import LabHost
-from tests.fixtures.labsys import LabError, missing_prerequisites
 from tests.fixtures.plugin import LabFactory, require
+from vxlan_evt.testing.busybox import BUSYBOX_IMAGE, busybox_image
+from vxlan_evt.testing.etcd import EtcdServer, find_etcd
+from vxlan_evt.testing.fabric import Fabric
+from vxlan_evt.testing.lab import LabHost
+from vxlan_evt.testing.labsys import LabError, missing_prerequisites
+from vxlan_evt.testing.plugin_host import PluginHost
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon import DaemonProcess, wait_for
-from tests.integration.netns import VxlanHost, two_hosts
+from vxlan_evt.testing.daemon import DaemonProcess, wait_for
+from vxlan_evt.testing.netns import VxlanHost, two_hosts
 
 pytestmark = [
     pytest.mark.root,

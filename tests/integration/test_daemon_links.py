@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.daemon import DaemonProcess
+from vxlan_evt.testing.daemon import DaemonProcess
 
 pytestmark = [
     pytest.mark.root,

@@ -11,10 +11,10 @@ import pytest
 from pyroute2 import NetNS
 from pyroute2.netns import popns, pushns
 
-from tests.integration.netns import Netns
 from vxlan_evt.kernel.entries import EntryWriter
 from vxlan_evt.model.addresses import ZERO_MAC
 from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
+from vxlan_evt.testing.netns import Netns
 
 pytestmark = [
     pytest.mark.root,

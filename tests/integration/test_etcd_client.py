@@ -12,7 +12,6 @@ import httpx
 import pytest
 import trio
 
-from tests.fixtures.etcd import EtcdServer, free_port
 from vxlan_evt.etcd.client import EtcdClient, WatchStream
 from vxlan_evt.etcd.codec import (
     Compare,
@@ -25,6 +24,7 @@ from vxlan_evt.etcd.codec import (
     RangeResult,
     WatchBatch,
 )
+from vxlan_evt.testing.etcd import EtcdServer, free_port
 
 WAIT = 10.0
 

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.etcd import EtcdServer, find_etcd
 from tests.fixtures.plugin import require
-from tests.integration.daemon import DaemonProcess, wait_for
-from tests.integration.netns import VxlanHost, add_underlay, namespaces
-from tests.integration.test_preprogram import NET, join_container
+from vxlan_evt.testing.daemon import NETWORK_ID, DaemonProcess, join_container, wait_for
+from vxlan_evt.testing.etcd import EtcdServer, find_etcd
+from vxlan_evt.testing.netns import VxlanHost, add_underlay, namespaces
 
 pytestmark = [
     pytest.mark.root,
@@ -55,7 +54,7 @@ class NetnsEtcd(EtcdServer):
 
 def network_request(host: VxlanHost) -> dict[str, object]:
     return {
-        "NetworkID": NET,
+        "NetworkID": NETWORK_ID,
         "Options": {
             "com.docker.network.generic": {
                 "VxlanId": "42",
@@ -135,9 +134,9 @@ def test_endpoints_travel_through_etcd_and_the_first_ping_is_fast(cluster: Clust
 def test_a_removed_endpoint_leaves_every_host(cluster: Cluster) -> None:
     a, b = cluster.hosts
     assert wait_for(lambda: programmed(cluster, b, a), timeout=15)
-    cluster.daemons[0].ok("NetworkDriver.Leave", {"NetworkID": NET, "EndpointID": "1" * 64})
+    cluster.daemons[0].ok("NetworkDriver.Leave", {"NetworkID": NETWORK_ID, "EndpointID": "1" * 64})
     cluster.daemons[0].ok(
-        "NetworkDriver.DeleteEndpoint", {"NetworkID": NET, "EndpointID": "1" * 64}
+        "NetworkDriver.DeleteEndpoint", {"NetworkID": NETWORK_ID, "EndpointID": "1" * 64}
     )
     assert wait_for(lambda: not programmed(cluster, b, a), timeout=15), cluster.fdb(b)
 
@@ -188,7 +187,7 @@ def test_etcd_down_keeps_traffic_and_converges_after(cluster: Cluster) -> None:
     b.container.ip("addr", "add", "192.168.42.12/24", "dev", "eth0")
     cluster.daemons[1].ok(
         "NetworkDriver.CreateEndpoint",
-        {"NetworkID": NET, "EndpointID": "7" * 64,
+        {"NetworkID": NETWORK_ID, "EndpointID": "7" * 64,
          "Interface": {"Address": "192.168.42.12/24", "MacAddress": "02:42:c0:a8:2a:0c"}},
     )  # fmt: skip
     cluster.etcd.start()

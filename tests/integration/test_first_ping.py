@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon import DaemonProcess, wait_for
-from tests.integration.netns import Netns, VxlanHost, add_underlay, namespaces, two_hosts
-from tests.integration.test_preprogram import NET, join_container
+from vxlan_evt.testing.daemon import NETWORK_ID, DaemonProcess, join_container, wait_for
+from vxlan_evt.testing.netns import Netns, VxlanHost, add_underlay, namespaces, two_hosts
 
 pytestmark = [
     pytest.mark.root,
@@ -311,7 +310,7 @@ def owned(tmp_path: Path) -> Iterator[tuple[tuple[VxlanHost, DaemonProcess], ...
                 daemon.ok(
                     "NetworkDriver.CreateNetwork",
                     {
-                        "NetworkID": NET,
+                        "NetworkID": NETWORK_ID,
                         "Options": {"com.docker.network.generic": generic},
                         "IPv4Data": [{"Pool": "192.168.42.0/24", "Gateway": "192.168.42.254/24"}],
                     },

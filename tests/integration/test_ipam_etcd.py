@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import trio
 
-from tests.fixtures.etcd import EtcdServer
 from vxlan_evt.etcd.client import EtcdClient
 from vxlan_evt.ipam.allocation import parse_pool_id
 from vxlan_evt.ipam.service import IpamService
 from vxlan_evt.ipam.store import EtcdIpamStore, address_key, refs_key
 from vxlan_evt.model.errors import Conflict
+from vxlan_evt.testing.etcd import EtcdServer
 
 WAIT = 30.0
 PREFIX = "/vxlan-evt-test/"

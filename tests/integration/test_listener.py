@@ -16,10 +16,10 @@ from typing import TypeVar
 import pytest
 import trio
 
-from tests.integration.netns import VxlanHost, two_hosts
 from vxlan_evt.kernel.listener import NetlinkListener, run_listener
 from vxlan_evt.model.defaults import DEFAULT_NETLINK_RCVBUF
 from vxlan_evt.model.events import Event, FdbEvent, L2Miss, L3Miss, LinkEvent, NeighEvent, Resync
+from vxlan_evt.testing.netns import VxlanHost, two_hosts
 
 pytestmark = [
     pytest.mark.root,

@@ -18,35 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon import DaemonProcess, wait_for
-from tests.integration.netns import VxlanHost, add_underlay, namespaces
+from vxlan_evt.testing.daemon import NETWORK_ID, DaemonProcess, join_container, wait_for
+from vxlan_evt.testing.netns import VxlanHost, add_underlay, namespaces
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and links"),
 ]
-
-NET = "d" * 64
-
-
-def join_container(host: VxlanHost, daemon: DaemonProcess, endpoint_id: str) -> None:
-    """CreateEndpoint + Join, then do Docker's part: move the interface, address it."""
-    created = daemon.ok(
-        "NetworkDriver.CreateEndpoint",
-        {
-            "NetworkID": NET,
-            "EndpointID": endpoint_id,
-            "Interface": {"Address": f"{host.container_ip}/24", "MacAddress": host.container_mac},
-        },
-    )
-    assert created == {}
-    joined = daemon.ok("NetworkDriver.Join", {"NetworkID": NET, "EndpointID": endpoint_id})
-    source = joined["InterfaceName"]["SrcName"]
-    host.host.ip("link", "set", source, "netns", host.container.name)
-    host.container.ip("link", "set", source, "name", "eth0")
-    host.container.ip("addr", "add", f"{host.container_ip}/24", "dev", "eth0")
-    host.container.ip("link", "set", "eth0", "up")
-    host.container.ip("link", "set", "lo", "up")
 
 
 @pytest.fixture
@@ -66,7 +44,7 @@ def hosts(tmp_path: Path) -> Iterator[tuple[tuple[VxlanHost, DaemonProcess], ...
                 daemon.ok(
                     "NetworkDriver.CreateNetwork",
                     {
-                        "NetworkID": NET,
+                        "NetworkID": NETWORK_ID,
                         "Options": {
                             "com.docker.network.generic": {
                                 "VxlanId": "42",

@@ -27,6 +27,7 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("observe",),
     ("daemon",),
     ("cli",),
+    ("testing",),  # rigs for tests and tools; nothing in the package imports it
 )
 LAYERS = tuple(layer for tier in TIERS for layer in tier)
 RANK = {layer: rank for rank, tier in enumerate(TIERS) for layer in tier}
@@ -109,6 +110,22 @@ def test_every_layer_is_a_package_with_its_reason() -> None:
         init = PACKAGE / layer / "__init__.py"
         assert init.is_file(), layer
         assert ast.get_docstring(ast.parse(init.read_text())), f"{layer}/__init__.py: no docstring"
+
+
+UNIT_TESTS = PACKAGE.parent / "tests" / "unit"
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in UNIT_TESTS.rglob("test_*.py") if p.parent != UNIT_TESTS),
+    ids=lambda p: str(p.relative_to(UNIT_TESTS)),
+)
+def test_unit_tests_mirror_the_layout(path: Path) -> None:
+    """tests/unit/<layer>/.../test_<module>.py tests vxlan_evt/<layer>/.../<module>.py."""
+    relative = path.relative_to(UNIT_TESTS)
+    assert relative.parts[0] in LAYERS, f"{relative}: {relative.parts[0]} is not a layer"
+    module = PACKAGE / relative.parent / (path.stem.removeprefix("test_") + ".py")
+    assert module.is_file(), f"{relative} tests no module ({module.relative_to(PACKAGE.parent)})"
 
 
 def test_every_allowed_exception_still_exists() -> None:

@@ -40,13 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-
-from rig import Netns, add_vxlan, handle_sigterm, remove_stale, run  # noqa: E402
-from stats import format_table, median, rate, ratio  # noqa: E402
-from wire import (  # noqa: E402
+from vxlan_evt.testing.bench.rig import Netns, add_vxlan, handle_sigterm, remove_stale, run
+from vxlan_evt.testing.bench.stats import format_table, median, rate, ratio
+from vxlan_evt.testing.bench.wire import (
     REMOTE_VTEP,
     VXLAN,
     encode_fdb_replace,
@@ -55,6 +51,9 @@ from wire import (  # noqa: E402
     peer_ip,
     peer_mac,
 )
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 
 SO_RCVBUFFORCE: int = getattr(socket, "SO_RCVBUFFORCE", 33)
 

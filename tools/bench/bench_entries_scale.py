@@ -50,11 +50,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-
-from rig import (  # noqa: E402
+from vxlan_evt.testing.bench.rig import (
     Daemon,
     NeighWatcher,
     Netns,
@@ -66,8 +62,8 @@ from rig import (  # noqa: E402
     run,
     run_bench,
 )
-from stats import format_ms, format_table, ratio, summarize  # noqa: E402
-from wire import (  # noqa: E402
+from vxlan_evt.testing.bench.stats import format_ms, format_table, ratio, summarize
+from vxlan_evt.testing.bench.wire import (
     AF_BRIDGE,
     CONTAINER_IP,
     CONTAINER_MAC,
@@ -78,6 +74,9 @@ from wire import (  # noqa: E402
     peer_ip,
     peer_mac,
 )
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 
 PYTHON = sys.executable
 ZERO_MAC = "00:00:00:00:00:00"

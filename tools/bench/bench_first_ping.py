@@ -63,10 +63,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
-
-from rig import (  # noqa: E402
+from vxlan_evt.testing.bench.rig import (
     Daemon,
     Host,
     RigError,
@@ -77,8 +74,10 @@ from rig import (  # noqa: E402
     socket_in_netns,
     two_hosts,
 )
-from stats import Summary, format_ms, format_table, ratio, summarize  # noqa: E402
-from wire import AF_BRIDGE, RTMGRP_NEIGH, VNI, VXLAN, parse_neigh_messages  # noqa: E402
+from vxlan_evt.testing.bench.stats import Summary, format_ms, format_table, ratio, summarize
+from vxlan_evt.testing.bench.wire import AF_BRIDGE, RTMGRP_NEIGH, VNI, VXLAN, parse_neigh_messages
+
+HERE = Path(__file__).resolve().parent
 
 TARGET_P99_MS = 10.0
 WARMUP = 1

@@ -49,20 +49,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
+import httpx
 
-import httpx  # noqa: E402
-from rig import MissRig, NeighWatcher, miss_rig, run_bench  # noqa: E402
-from stats import Summary, format_ms, format_table, ns_to_ms, ratio, summarize  # noqa: E402
-from wire import (  # noqa: E402
+from vxlan_evt.testing.bench.rig import MissRig, NeighWatcher, miss_rig, run_bench
+from vxlan_evt.testing.bench.stats import (
+    Summary,
+    format_ms,
+    format_table,
+    ns_to_ms,
+    ratio,
+    summarize,
+)
+from vxlan_evt.testing.bench.wire import (
     AF_BRIDGE,
     parse_neigh_messages,
     peer_ip,
     peer_mac,
     write_peers_file,
 )
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 
 PYTHON = sys.executable
 IDLE_S = 10.0  # a run ends when no notification came for this long after the last request,

@@ -74,14 +74,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
+
+from vxlan_evt.testing.bench.rig import (
+    NeighWatcher,
+    Netns,
+    RigError,
+    handle_sigterm,
+    run,
+    run_bench,
+)
+from vxlan_evt.testing.bench.stats import format_ms, format_table, ns_to_ms, ratio, summarize
+from vxlan_evt.testing.bench.wire import AF_BRIDGE, parse_neigh_messages
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-
-import httpx  # noqa: E402
-from rig import NeighWatcher, Netns, RigError, handle_sigterm, run, run_bench  # noqa: E402
-from stats import format_ms, format_table, ns_to_ms, ratio, summarize  # noqa: E402
-from wire import AF_BRIDGE, parse_neigh_messages  # noqa: E402
 
 PYTHON = sys.executable
 ETCD_IP = "10.99.0.100"
@@ -174,7 +181,7 @@ def terminate(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
 
 
 def etcd_command(data_dir: Path) -> list[str]:
-    """A single-member etcd serving clients on the fabric address (cf. tests/fixtures/etcd.py)."""
+    """A single-member etcd serving clients on the fabric address (cf. vxlan_evt/testing/etcd.py)."""
     peer = "http://127.0.0.1:2380"
     return [
         shutil.which("etcd") or "etcd",

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 
-from wire import CONTAINER_IP, CONTAINER_MAC, build_arp_request, peer_ip
+from vxlan_evt.testing.bench.wire import CONTAINER_IP, CONTAINER_MAC, build_arp_request, peer_ip
 
 
 def send_requests(ifname: str, rate: float, first: int, count: int) -> list[int]:

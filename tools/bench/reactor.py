@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from wire import RTMGRP_NEIGH, VXLAN, parse_neigh_messages, read_peers_file
+from vxlan_evt.testing.bench.wire import RTMGRP_NEIGH, VXLAN, parse_neigh_messages, read_peers_file
 
 SO_RCVBUFFORCE: int = getattr(socket, "SO_RCVBUFFORCE", 33)
 

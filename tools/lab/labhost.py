@@ -20,13 +20,11 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tests.fixtures.busybox import busybox_image
-from tests.fixtures.fabric import FABRIC_PREFIX, Fabric
-from tests.fixtures.lab import LabHost
-from tests.fixtures.labowner import OwnerRecord, cleanup_stale
-from tests.fixtures.labsys import LAB_PREFIX, LabError, default_base_dir
+from vxlan_evt.testing.busybox import busybox_image
+from vxlan_evt.testing.fabric import FABRIC_PREFIX, Fabric
+from vxlan_evt.testing.lab import LabHost
+from vxlan_evt.testing.labowner import OwnerRecord, cleanup_stale
+from vxlan_evt.testing.labsys import LAB_PREFIX, LabError, default_base_dir
 
 
 def kept(prefix: str) -> list[Path]:

@@ -1,0 +1,311 @@
+"""The Docker protocol handlers against a fake kernel: logic only, no root needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from vxlan_evt.driver.api import InFlight, create_plugin_app
+from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE
+from vxlan_evt.driver.service import DriverService
+from vxlan_evt.driver.store import StateStore
+from vxlan_evt.model.errors import Conflict, InvalidOption, NotFound, UserError
+from vxlan_evt.model.ownership import network_alias
+from vxlan_evt.model.plan import CreateVxlan
+from vxlan_evt.testing.fake_kernel import FakeKernel
+
+NET = "n" * 64
+NET2 = "m" * 64
+EP = "e1" + "0" * 62
+EP2 = "e2" + "0" * 62
+
+
+def network_request(
+    network_id: str = NET, gateway: str = "10.42.0.254/24", **options: str
+) -> dict[str, Any]:
+    generic = {"VxlanId": "42", "VtepDev": "eth1", **options}
+    return {
+        "NetworkID": network_id,
+        "Options": {"com.docker.network.generic": generic},
+        "IPv4Data": [{"AddressSpace": "", "Pool": "10.42.0.0/24", "Gateway": gateway}],
+        "IPv6Data": [],
+    }
+
+
+def endpoint_request(endpoint_id: str = EP, mac: str = "") -> dict[str, Any]:
+    return {
+        "NetworkID": NET,
+        "EndpointID": endpoint_id,
+        "Interface": {"Address": "10.42.0.2/24", "AddressIPv6": "", "MacAddress": mac},
+        "Options": {},
+    }
+
+
+@pytest.fixture
+def kernel() -> FakeKernel:
+    kernel = FakeKernel()
+    kernel.add_link("eth1", kind="veth", mtu=9000, up=True)
+    return kernel
+
+
+def make_service(kernel: FakeKernel, state_dir: Path, **settings: Any) -> DriverService:
+    return DriverService(kernel, StateStore(state_dir), **settings)
+
+
+async def test_activate_and_capabilities(kernel: FakeKernel, tmp_path: Path) -> None:
+    service = make_service(kernel, tmp_path, scope="global")
+    assert await service.activate({}) == {"Implements": ["NetworkDriver"]}
+    # Data scope global would need a swarm manager (checked with dockerd in tests/e2e).
+    assert await service.get_capabilities({}) == {"Scope": "local", "ConnectivityScope": "global"}
+
+
+async def test_create_network_builds_links_and_persists(kernel: FakeKernel, tmp_path: Path) -> None:
+    service = make_service(kernel, tmp_path)
+    assert await service.create_network(network_request()) == {}
+    assert kernel.links["vx-42"].vni == 42
+    assert kernel.links["vx-42"].master == kernel.links["br-42"].index
+    # MTU rule: 9000 underlay - 50 bytes of VXLAN over IPv4.
+    assert kernel.links["vx-42"].mtu == 8950
+    assert kernel.links["br-42"].mtu == 8950
+    assert kernel.links["br-42"].up and kernel.links["vx-42"].up
+    assert kernel.addresses["br-42"] == {"10.42.0.254/24"}
+    saved = StateStore(tmp_path).load()
+    assert saved.networks[NET].vni == 42
+    assert saved.networks[NET].generic_options["VtepDev"] == "eth1"
+
+
+async def test_global_scope_keeps_gateway_off_the_host(kernel: FakeKernel, tmp_path: Path) -> None:
+    service = make_service(kernel, tmp_path, scope="global")
+    await service.create_network(network_request())
+    assert "br-42" not in kernel.addresses
+    await service.create_endpoint(endpoint_request())
+    join = await service.join({"NetworkID": NET, "EndpointID": EP, "SandboxKey": "/x"})
+    assert join["Gateway"] == "10.42.0.254"
+
+
+async def test_explicit_mtu_options_win(kernel: FakeKernel, tmp_path: Path) -> None:
+    service = make_service(kernel, tmp_path)
+    await service.create_network(
+        network_request(vxlanMTU="1400", bridgeMTU="1300", vxlanName="tun0", bridgeName="sw0")
+    )
+    assert kernel.links["tun0"].mtu == 1400
+    assert kernel.links["sw0"].mtu == 1300
+
+
+async def test_mtu_beyond_underlay_is_refused(kernel: FakeKernel, tmp_path: Path) -> None:
+    service = make_service(kernel, tmp_path)
+    with pytest.raises(InvalidOption, match=r"vxlanMTU: 9000 .* at most 8950"):
+        await service.create_network(network_request(vxlanMTU="9000"))
+    assert kernel.owned() == set()
+
+
+async def test_missing_vtepdev_is_refused_and_creates_nothing(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    service = make_service(kernel, tmp_path)
+    with pytest.raises(InvalidOption, match=r"VtepDev: there is no device 'eth9'"):
+        await service.create_network(network_request(VtepDev="eth9"))
+    assert kernel.owned() == set()
+    assert StateStore(tmp_path).load().networks == {}
+
+
+async def test_daemon_vtepdev_overrides_the_option(kernel: FakeKernel, tmp_path: Path) -> None:
+    service = make_service(kernel, tmp_path, vtepdev="eth1")
+    await service.create_network(network_request(VtepDev="eth9"))
+    vxlan = next(a for a in kernel.applied if isinstance(a, CreateVxlan))
+    assert vxlan.vtep_dev == "eth1"
+
+
+async def test_same_vni_twice_is_a_conflict(kernel: FakeKernel, tmp_path: Path) -> None:
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())
+    with pytest.raises(Conflict, match=r"VxlanId: 42 is already used by network nnnnnnnnnnnn"):
+        await service.create_network(network_request(NET2, vxlanName="vx-b", bridgeName="br-b"))
+
+
+async def test_foreign_link_names_are_not_taken(kernel: FakeKernel, tmp_path: Path) -> None:
+    kernel.add_link("br-42", kind="bridge")
+    service = make_service(kernel, tmp_path)
+    with pytest.raises(Conflict, match=r"bridgeName: a link named 'br-42' already exists"):
+        await service.create_network(network_request())
+    assert kernel.owned() == set()
+    assert "br-42" in kernel.links
+
+
+async def test_foreign_vxlan_with_same_vni_is_a_conflict(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    kernel.add_link("mine", kind="vxlan", vni=42)
+    service = make_service(kernel, tmp_path)
+    with pytest.raises(Conflict, match=r"vxlan link 'mine'"):
+        await service.create_network(network_request())
+
+
+async def test_kernel_failure_rolls_back(kernel: FakeKernel, tmp_path: Path) -> None:
+    kernel.fail_on = CreateVxlan
+    service = make_service(kernel, tmp_path)
+    with pytest.raises(Exception, match="kernel refused"):
+        await service.create_network(network_request())
+    assert kernel.owned() == set()
+    assert service.state.networks == {}
+
+
+async def test_endpoint_life_cycle(kernel: FakeKernel, tmp_path: Path) -> None:
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())
+    created = await service.create_endpoint(endpoint_request())
+    assert created == {"Interface": {"MacAddress": "02:42:0a:2a:00:02"}}
+    assert kernel.links["vh" + EP[:11]].master == kernel.links["br-42"].index
+    assert kernel.links["vh" + EP[:11]].mtu == 8950
+    join = await service.join({"NetworkID": NET, "EndpointID": EP, "SandboxKey": "/x"})
+    assert join["InterfaceName"] == {"SrcName": "vc" + EP[:11], "DstPrefix": "eth"}
+    assert join["Gateway"] == "10.42.0.254"
+    info = await service.endpoint_oper_info({"NetworkID": NET, "EndpointID": EP})
+    assert info["Value"]["mac"] == "02:42:0a:2a:00:02"
+    assert await service.leave({"NetworkID": NET, "EndpointID": EP}) == {}
+    assert await service.leave({"NetworkID": NET, "EndpointID": EP}) == {}
+    assert await service.delete_endpoint({"NetworkID": NET, "EndpointID": EP}) == {}
+    assert await service.delete_endpoint({"NetworkID": NET, "EndpointID": EP}) == {}
+    assert "vh" + EP[:11] not in kernel.links
+    assert "vc" + EP[:11] not in kernel.links
+
+
+async def test_mac_from_docker_is_used_and_not_returned(kernel: FakeKernel, tmp_path: Path) -> None:
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())
+    assert await service.create_endpoint(endpoint_request(mac="02:aa:bb:cc:dd:ee")) == {}
+    assert service.state.endpoints[EP].mac == "02:aa:bb:cc:dd:ee"
+
+
+async def test_unknown_network_and_endpoint_errors(kernel: FakeKernel, tmp_path: Path) -> None:
+    service = make_service(kernel, tmp_path)
+    with pytest.raises(NotFound, match="network nnnnnnnnnnnn is not known"):
+        await service.create_endpoint(endpoint_request())
+    await service.create_network(network_request())
+    with pytest.raises(NotFound, match="endpoint e10000000000 is not known"):
+        await service.join({"NetworkID": NET, "EndpointID": EP})
+
+
+async def test_delete_network_is_idempotent_and_removes_everything(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())
+    await service.create_endpoint(endpoint_request())
+    await service.delete_network({"NetworkID": NET})
+    await service.delete_network({"NetworkID": NET})
+    assert kernel.owned() == set()
+    assert set(kernel.links) == {"eth1"}
+    assert StateStore(tmp_path).load().networks == {}
+
+
+async def test_restart_rebuilds_without_flapping_and_cleans_orphans(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())
+    await service.create_endpoint(endpoint_request())
+    bridge_before = kernel.links["br-42"]
+    # While the daemon is down: the vxlan link disappears and a leaked link appears.
+    del kernel.links["vx-42"]
+    kernel.add_link("br-leak", kind="bridge", alias=network_alias("z" * 64))
+    kernel.applied.clear()
+
+    restarted = make_service(kernel, tmp_path)
+    await restarted.load_and_reconcile()
+    assert kernel.links["br-42"].index == bridge_before.index  # kept, not recreated
+    assert kernel.links["vx-42"].vni == 42  # recreated
+    assert "br-leak" not in kernel.links
+    # Docker never replays CreateNetwork: new endpoints must still work, and so must delete.
+    await restarted.create_endpoint(endpoint_request(EP2))
+    await restarted.delete_network({"NetworkID": NET})
+    assert kernel.owned() == set()
+
+
+async def test_reconcile_on_a_clean_host_does_nothing(kernel: FakeKernel, tmp_path: Path) -> None:
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())
+    kernel.applied.clear()
+    await make_service(kernel, tmp_path).load_and_reconcile()
+    assert [type(a).__name__ for a in kernel.applied] == ["AddAddress"]  # idempotent
+
+
+# --- over HTTP -----------------------------------------------------------------
+
+
+async def post(service: DriverService, path: str, body: bytes) -> tuple[int, Any, str]:
+    client = create_plugin_app(service).test_client()
+    response = await client.post(path, data=body)
+    return (
+        response.status_code,
+        json.loads(await response.get_data()),
+        response.headers["Content-Type"],
+    )
+
+
+async def test_http_empty_body_and_content_type(kernel: FakeKernel, tmp_path: Path) -> None:
+    status, document, content_type = await post(
+        make_service(kernel, tmp_path), "/Plugin.Activate", b""
+    )
+    assert (status, document) == (200, {"Implements": ["NetworkDriver"]})
+    assert content_type == PLUGIN_CONTENT_TYPE
+
+
+async def test_http_unknown_method_is_404(kernel: FakeKernel, tmp_path: Path) -> None:
+    status, document, _ = await post(make_service(kernel, tmp_path), "/IpamDriver.Nope", b"{}")
+    assert status == 404
+    assert "IpamDriver.Nope" in document["Err"]
+
+
+async def test_http_user_error_reaches_docker(kernel: FakeKernel, tmp_path: Path) -> None:
+    body = json.dumps(network_request(vxlanid="42")).encode()
+    status, document, _ = await post(
+        make_service(kernel, tmp_path), "/NetworkDriver.CreateNetwork", body
+    )
+    assert status == 400
+    assert 'did you mean "VxlanId"' in document["Err"]
+
+
+async def test_http_bad_json(kernel: FakeKernel, tmp_path: Path) -> None:
+    status, document, _ = await post(
+        make_service(kernel, tmp_path), "/NetworkDriver.CreateNetwork", b"{nope"
+    )
+    assert status == 400
+    assert "not valid JSON" in document["Err"]
+
+
+async def test_http_system_failure_is_500(kernel: FakeKernel, tmp_path: Path) -> None:
+    kernel.fail_on = CreateVxlan
+    body = json.dumps(network_request()).encode()
+    status, document, _ = await post(
+        make_service(kernel, tmp_path), "/NetworkDriver.CreateNetwork", body
+    )
+    assert status == 500
+    assert "CreateNetwork" in document["Err"]
+
+
+def test_user_errors_are_user_errors() -> None:
+    assert issubclass(Conflict, UserError) and issubclass(NotFound, UserError)
+
+
+async def test_shutdown_waits_for_calls_in_flight_only() -> None:
+    in_flight = InFlight()
+    await in_flight.wait_idle()  # nothing running: returns at once
+    finished = trio.Event()
+
+    async def slow_call() -> None:
+        with in_flight.call():
+            await trio.sleep(0.05)
+        finished.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(slow_call)
+        await trio.testing.wait_all_tasks_blocked()
+        assert in_flight.active == 1
+        await in_flight.wait_idle()
+        assert finished.is_set() and in_flight.active == 0

@@ -1,0 +1,1 @@
+"""The benchmark rig (tools/bench): namespaces and daemon driver, pure wire helpers, statistics."""
