@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from vxlan_evt.kernel.decode import NLMSG_DONE, NLMSG_ERROR, split_messages
-from vxlan_evt.kernel.listener import (
+from vxlan_evt.kernel.sockets import dump_blocking, open_netlink_socket
+from vxlan_evt.kernel.wire import (
     RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETNEIGH,
@@ -30,8 +30,7 @@ from vxlan_evt.kernel.listener import (
     RTMGRP_IPV6_IFADDR,
     RTMGRP_LINK,
     RTMGRP_NEIGH,
-    encode_dump_request,
-    open_netlink_socket,
+    split_messages,
 )
 from vxlan_evt.testing.netns import VxlanHost, add_underlay, add_vxlan_host, namespaces
 
@@ -55,13 +54,8 @@ def collect(sock: socket.socket, *, quiet: float = 0.4, limit: float = 10.0) -> 
 def sync_dump(netns: str, msg_type: int, family: int = socket.AF_UNSPEC) -> bytes:
     """A whole dump reply (through NLMSG_DONE), as the listener would read it."""
     with open_netlink_socket(netns) as sock:
-        sock.send(encode_dump_request(msg_type, family, 1))
-        chunks: list[bytes] = []
-        while True:
-            data = sock.recv(1 << 20)
-            chunks.append(data)
-            if any(h.msg_type in (NLMSG_DONE, NLMSG_ERROR) for h in split_messages(data)):
-                return b"".join(chunks)
+        sock.settimeout(10.0)
+        return b"".join(dump_blocking(sock, msg_type, 1, family))
 
 
 class Recorder:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from vxlan_evt.driver.protocol import CreateEndpointRequest, CreateNetworkRequest
 from vxlan_evt.model.errors import Conflict, InvalidOption, NotFound
-from vxlan_evt.model.links import HostFacts, LinkFact
+from vxlan_evt.model.links import HostFacts, LinkInfo
 from vxlan_evt.model.modes import Scope
 from vxlan_evt.model.network import NetworkOptions
 from vxlan_evt.model.ownership import Ownership, endpoint_alias, network_alias, parse_alias
@@ -65,7 +65,7 @@ def underlay_mtu(options: NetworkOptions, facts: HostFacts) -> tuple[str | None,
     if device is None:
         device = facts.default_route_dev6 if options.underlay_is_ipv6 else facts.default_route_dev
     if device is not None and device in facts.links:
-        return device, facts.links[device].mtu
+        return device, facts.links[device].mtu or DEFAULT_UNDERLAY_MTU
     return device, DEFAULT_UNDERLAY_MTU
 
 
@@ -93,7 +93,7 @@ def _check_name_free(option: str, name: str, network_id: str, facts: HostFacts) 
     link = facts.links.get(name)
     if link is None:
         return
-    owner = parse_alias(link.alias)
+    owner = parse_alias(link.ifalias)
     if owner is None:
         raise Conflict(
             f"{option}: a link named {name!r} already exists on this host and was not "
@@ -124,14 +124,14 @@ def plan_create_network(
     if options.vxlan.vtep_dev is not None and options.vxlan.vtep_dev not in facts.links:
         raise InvalidOption(f"VtepDev: there is no device {options.vxlan.vtep_dev!r} on this host")
     for link in facts.links.values():
-        owner = parse_alias(link.alias)
+        owner = parse_alias(link.ifalias)
         if (
             link.kind == "vxlan"
             and link.vni == vni
             and (owner is None or owner.network_id != network_id)
         ):
             raise Conflict(
-                f"VxlanId: {vni} is already used by vxlan link {link.name!r} on this host"
+                f"VxlanId: {vni} is already used by vxlan link {link.ifname!r} on this host"
             )
     _check_name_free("vxlanName", options.vxlan.name, network_id, facts)
     _check_name_free("bridgeName", options.bridge.name, network_id, facts)
@@ -187,20 +187,20 @@ def plan_network_links(
     return actions
 
 
-def _owned_links(facts: HostFacts, network_id: str) -> list[tuple[LinkFact, Ownership]]:
+def _owned_links(facts: HostFacts, network_id: str) -> list[tuple[LinkInfo, Ownership]]:
     owned = []
     for link in facts.links.values():
-        owner = parse_alias(link.alias)
+        owner = parse_alias(link.ifalias)
         if owner is not None and owner.network_id == network_id:
             owned.append((link, owner))
     return owned
 
 
-def _delete_order(items: Iterable[tuple[LinkFact, Ownership]]) -> list[Action]:
+def _delete_order(items: Iterable[tuple[LinkInfo, Ownership]]) -> list[Action]:
     """Endpoints' veths first, then the vxlan, then the bridge they hang on."""
     rank = {"veth": 0, "vxlan": 1, "bridge": 2}
-    ordered = sorted(items, key=lambda item: (rank.get(item[0].kind or "", 0), item[0].name))
-    return [DeleteLink(link.name, link.alias or "") for link, _ in ordered]
+    ordered = sorted(items, key=lambda item: (rank.get(item[0].kind or "", 0), item[0].ifname))
+    return [DeleteLink(link.ifname, link.ifalias or "") for link, _ in ordered]
 
 
 def plan_delete_network(facts: HostFacts, network_id: str) -> list[Action]:
@@ -212,7 +212,7 @@ def plan_orphans(state: DriverState, facts: HostFacts) -> list[Action]:
     """Our links that belong to no known network or endpoint (leaked by a crash)."""
     orphans = []
     for link in facts.links.values():
-        owner = parse_alias(link.alias)
+        owner = parse_alias(link.ifalias)
         if owner is None:
             continue
         if owner.network_id not in state.networks or (
@@ -267,7 +267,7 @@ def plan_create_endpoint(
     alias = endpoint_alias(request.network_id, request.endpoint_id)
     for name in (host_ifname, container_ifname):
         link = facts.links.get(name)
-        if link is not None and link.alias != alias and parse_alias(link.alias) is None:
+        if link is not None and link.ifalias != alias and parse_alias(link.ifalias) is None:
             raise Conflict(f"interface {name!r} already exists and was not created by vxlan-evt")
     record = EndpointRecord(
         network_id=request.network_id,

@@ -26,32 +26,38 @@ import struct
 from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address
 
+from vxlan_evt.kernel.wire import (
+    NDA_DST,
+    NDA_LLADDR,
+    NDMSG,
+    NETLINK_CAP_ACK,
+    NETLINK_EXT_ACK,
+    NLM_F_ACK,
+    NLM_F_ACK_TLVS,
+    NLM_F_APPEND,
+    NLM_F_CREATE,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    NLMSGERR,
+    NLMSGERR_ATTR_MSG,
+    NLMSGHDR,
+    NTF_SELF,
+    NUD_NOARP,
+    NUD_PERMANENT,
+    RTATTR,
+    RTM_DELNEIGH,
+    RTM_NEWNEIGH,
+    SOL_NETLINK,
+    align,
+    encode_attribute,
+    text,
+)
 from vxlan_evt.model.addresses import ZERO_MAC
 from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
 
-RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
-NLMSG_ERROR = 2
-NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
-NLM_F_REPLACE, NLM_F_CREATE, NLM_F_APPEND = 0x100, 0x400, 0x800
-NLM_F_ACK_TLVS = 0x200
-NLMSGERR_ATTR_MSG = 1
-NDA_DST, NDA_LLADDR = 1, 2
-NTF_SELF = 0x02
-NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
-SOL_NETLINK, NETLINK_EXT_ACK, NETLINK_CAP_ACK = 270, 11, 10
-
-_NLMSGHDR = struct.Struct("=IHHII")
-_NDMSG = struct.Struct("=BxxxiHBB")
-_RTATTR = struct.Struct("=HH")
-_ERROR_CODE = struct.Struct("=i")
-
 # Deleting what is already gone is success: the goal state is reached.
 _ABSENT = (errno.ENOENT, errno.ENODEV)
-
-
-def _attribute(kind: int, value: bytes) -> bytes:
-    length = _RTATTR.size + len(value)
-    return _RTATTR.pack(length, kind) + value + b"\0" * (-length % 4)
 
 
 def _mac(mac: str) -> bytes:
@@ -63,20 +69,20 @@ def encode_request(entry: Entry, *, delete: bool, seq: int, ack: bool) -> bytes:
     flags = NLM_F_REQUEST | (NLM_F_ACK if ack else 0)
     if isinstance(entry, NeighEntry):
         family = socket.AF_INET if isinstance(entry.ip, IPv4Address) else socket.AF_INET6
-        header = _NDMSG.pack(family, entry.ifindex, NUD_PERMANENT, 0, 0)
-        attributes = _attribute(NDA_DST, entry.ip.packed)
+        header = NDMSG.pack(family, entry.ifindex, NUD_PERMANENT, 0, 0)
+        attributes = encode_attribute(NDA_DST, entry.ip.packed)
         if not delete:
-            attributes += _attribute(NDA_LLADDR, _mac(entry.mac))
+            attributes += encode_attribute(NDA_LLADDR, _mac(entry.mac))
     else:
-        header = _NDMSG.pack(
-            socket.AF_BRIDGE, entry.ifindex, NUD_PERMANENT | NUD_NOARP, NTF_SELF, 0
+        header = NDMSG.pack(socket.AF_BRIDGE, entry.ifindex, NUD_PERMANENT | NUD_NOARP, NTF_SELF, 0)
+        attributes = encode_attribute(NDA_LLADDR, _mac(entry.mac)) + encode_attribute(
+            NDA_DST, entry.dst.packed
         )
-        attributes = _attribute(NDA_LLADDR, _mac(entry.mac)) + _attribute(NDA_DST, entry.dst.packed)
     if not delete:
         flags |= NLM_F_CREATE | (NLM_F_APPEND if _is_flood(entry) else NLM_F_REPLACE)
     body = header + attributes
     kind = RTM_DELNEIGH if delete else RTM_NEWNEIGH
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
+    return NLMSGHDR.pack(NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
 
 
 def _is_flood(entry: Entry) -> bool:
@@ -86,30 +92,30 @@ def _is_flood(entry: Entry) -> bool:
 def parse_errors(data: bytes) -> Iterator[tuple[int, int, str]]:
     """(sequence, errno (0 = ACK), kernel's extended message or "") of each NLMSG_ERROR."""
     offset = 0
-    while offset + _NLMSGHDR.size <= len(data):
-        length, kind, flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size or offset + length > len(data):
+    while offset + NLMSGHDR.size <= len(data):
+        length, kind, flags, seq, _pid = NLMSGHDR.unpack_from(data, offset)
+        if length < NLMSGHDR.size or offset + length > len(data):
             return
-        if kind == NLMSG_ERROR and length >= _NLMSGHDR.size + _ERROR_CODE.size:
-            (code,) = _ERROR_CODE.unpack_from(data, offset + _NLMSGHDR.size)
+        if kind == NLMSG_ERROR and length >= NLMSGHDR.size + NLMSGERR.size:
+            (code,) = NLMSGERR.unpack_from(data, offset + NLMSGHDR.size)
             message = ""
             if flags & NLM_F_ACK_TLVS:
                 # With NETLINK_CAP_ACK the echoed request is only its header.
-                start = offset + _NLMSGHDR.size + _ERROR_CODE.size + _NLMSGHDR.size
+                start = offset + NLMSGHDR.size + NLMSGERR.size + NLMSGHDR.size
                 message = _extended_message(data, start, offset + length)
             yield seq, -code, message
-        offset += (length + 3) & ~3
+        offset += align(length)
 
 
 def _extended_message(data: bytes, start: int, end: int) -> str:
     at = start
-    while at + _RTATTR.size <= end:
-        length, kind = _RTATTR.unpack_from(data, at)
-        if length < _RTATTR.size:
+    while at + RTATTR.size <= end:
+        length, kind = RTATTR.unpack_from(data, at)
+        if length < RTATTR.size:
             break
         if kind == NLMSGERR_ATTR_MSG:
-            return data[at + _RTATTR.size : at + length].split(b"\0", 1)[0].decode(errors="replace")
-        at += (length + 3) & ~3
+            return text(data[at + RTATTR.size : at + length]) or ""
+        at += align(length)
     return ""
 
 

@@ -13,14 +13,10 @@ links and neighbours are dumped again, link differences come out as LinkEvents, 
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import itertools
 import logging
-import os
 import socket
-import struct
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,12 +25,17 @@ from typing import TypeAlias
 
 import trio
 
-from vxlan_evt.kernel.decode import (
-    NLM_F_DUMP_INTR,
-    NLMSG_DONE,
-    NLMSG_ERROR,
-    NetlinkDecoder,
-    split_messages,
+from vxlan_evt.kernel.decode import NetlinkDecoder
+from vxlan_evt.kernel.sockets import dump, open_netlink_socket
+from vxlan_evt.kernel.wire import (
+    RECV_SIZE,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETNEIGH,
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_LINK,
+    RTMGRP_NEIGH,
 )
 from vxlan_evt.model.defaults import DEFAULT_NETLINK_RCVBUF
 from vxlan_evt.model.events import Event, Resync
@@ -42,132 +43,7 @@ from vxlan_evt.model.links import LinkInfo
 
 log = logging.getLogger(__name__)
 
-RTMGRP_LINK = 0x1
-RTMGRP_NEIGH = 0x4
-RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x10, 0x100
-RTM_GETLINK, RTM_GETADDR, RTM_GETNEIGH = 18, 22, 30
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-SO_RCVBUFFORCE: int = getattr(socket, "SO_RCVBUFFORCE", 33)
-CLONE_NEWNET = 0x40000000
-RECV_SIZE = 1024 * 1024  # a truncated message would show up as a DecodeProblem
-DUMP_ATTEMPTS = 3
-
 Emit: TypeAlias = Callable[[Event], object] | trio.abc.SendChannel[Event]
-
-
-def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"setns: {os.strerror(code)}")
-
-
-def _make_socket(groups: int, rcvbuf: int | None) -> socket.socket:
-    sock = socket.socket(
-        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
-    )
-    try:
-        if rcvbuf is not None:
-            try:  # FORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
-            except PermissionError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.bind((0, groups))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def open_netlink_socket(
-    netns: str | None = None, *, groups: int = 0, rcvbuf: int | None = None
-) -> socket.socket:
-    """A bound NETLINK_ROUTE socket, created inside network namespace `netns` if given.
-
-    A socket stays in the netns it was created in, so only creation needs the namespace.
-    That happens in a throwaway thread (setns is per thread): even if switching back
-    failed, no thread of ours is ever left in the wrong namespace. Blocking; call it via
-    `trio.to_thread.run_sync` from async code.
-    """
-    if netns is None:
-        return _make_socket(groups, rcvbuf)
-    path = netns if "/" in netns else f"/run/netns/{netns}"
-    result: list[socket.socket] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    _setns(target)
-                    try:
-                        result.append(_make_socket(groups, rcvbuf))
-                    finally:
-                        _setns(original)
-                finally:
-                    os.close(target)
-            finally:
-                os.close(original)
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=work, name=f"netns-socket-{netns}", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        for sock in result:
-            sock.close()
-        raise failure[0]
-    return result[0]
-
-
-def encode_dump_request(msg_type: int, family: int, seq: int) -> bytes:
-    """An RTM_GETLINK (ifinfomsg), RTM_GETADDR (ifaddrmsg) or RTM_GETNEIGH (ndmsg) dump
-    request, all entries."""
-    if msg_type == RTM_GETLINK:
-        body = struct.pack("=BxHiII", family, 0, 0, 0, 0)
-    elif msg_type == RTM_GETADDR:
-        body = struct.pack("=BBBBI", family, 0, 0, 0, 0)
-    elif msg_type == RTM_GETNEIGH:
-        body = struct.pack("=BxxxiHBB", family, 0, 0, 0, 0)
-    else:
-        raise ValueError(f"no dump request for message type {msg_type}")
-    return (
-        struct.pack("=IHHII", 16 + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
-    )
-
-
-async def dump(
-    sock: trio.socket.SocketType, msg_type: int, seq: int, family: int = socket.AF_UNSPEC
-) -> list[bytes]:
-    """Run one dump to NLMSG_DONE on a socket used for nothing else; raw datagrams back.
-
-    A dump the kernel marks as interrupted (the table changed under it) is retried.
-    Note: an AF_UNSPEC RTM_GETNEIGH dump returns ARP/ND only; FDB needs AF_BRIDGE.
-    """
-    chunks: list[bytes] = []
-    for attempt in range(DUMP_ATTEMPTS):
-        request_seq = seq * DUMP_ATTEMPTS + attempt
-        await sock.send(encode_dump_request(msg_type, family, request_seq))
-        chunks, interrupted, done = [], False, False
-        while not done:
-            data = await sock.recv(RECV_SIZE)
-            chunks.append(data)
-            for header in split_messages(data):
-                if header.seq != request_seq:
-                    continue
-                interrupted |= bool(header.flags & NLM_F_DUMP_INTR)
-                if header.msg_type == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", header.data, 16)
-                    if code:
-                        raise OSError(-code, f"netlink dump {msg_type}: {os.strerror(-code)}")
-                done |= header.msg_type in (NLMSG_DONE, NLMSG_ERROR)
-        if not interrupted:
-            break
-        log.info("netlink dump interrupted, retrying msg_type=%d attempt=%d", msg_type, attempt)
-    return chunks
 
 
 @dataclass(slots=True)

@@ -16,20 +16,20 @@ from typing import Any
 
 import trio
 
-from vxlan_evt.kernel.decode import (
+from vxlan_evt.kernel.decode import NdMsg, NetlinkDecoder, parse_ndmsg
+from vxlan_evt.kernel.sockets import dump, open_netlink_socket
+from vxlan_evt.kernel.wire import (
+    IFF_UP,
+    NUD_PERMANENT,
+    RTM_GETLINK,
+    RTM_GETNEIGH,
     RTM_NEWNEIGH,
-    NdMsg,
-    NetlinkDecoder,
     TruncatedError,
-    parse_ndmsg,
     split_messages,
 )
-from vxlan_evt.kernel.listener import RTM_GETLINK, RTM_GETNEIGH, dump, open_netlink_socket
 from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
 from vxlan_evt.model.events import FdbEvent, NeighEvent
 from vxlan_evt.model.links import LinkInfo
-
-NUD_PERMANENT = 0x80
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +150,7 @@ def link_rows(ipr: Any) -> list[dict[str, Any]]:
                 "mtu": message.get_attr("IFLA_MTU"),
                 "master": names.get(message.get_attr("IFLA_MASTER")),
                 "operstate": message.get_attr("IFLA_OPERSTATE"),
-                "up": bool(message["flags"] & 1),
+                "up": bool(message["flags"] & IFF_UP),
                 "alias": message.get_attr("IFLA_IFALIAS") or None,
                 "vxlan": vxlan,
             }

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Any
 
+from vxlan_evt.kernel.wire import NTF_SELF
 from vxlan_evt.model.addresses import IPAddress
 
-NTF_SELF = 0x02
 CLOCK_TICKS = float(os.sysconf("SC_CLK_TCK"))  # USER_HZ: the unit of NDA_CACHEINFO
 
 

@@ -12,38 +12,26 @@ Address = tuple[IPAddress, int]  # (address, prefix length)
 
 @dataclass(frozen=True, slots=True)
 class LinkInfo:
-    """What the decoder knows about one link: enough to name and classify neighbour events."""
+    """One kernel link as the kernel last described it: the decoder's link table names
+    and classifies neighbour events with it, the planner checks names, VNIs and the
+    ownership mark (`ifalias`) against it. None means the kernel did not say."""
 
     ifindex: int
-    ifname: str | None
-    kind: str | None
-    vni: int | None
-    mtu: int | None
-    master: int | None
-    ifalias: str | None
-    operstate: str | None
-    up: bool
-    mac: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class LinkFact:
-    """What the planner needs to know of one existing link."""
-
-    name: str
-    index: int
+    ifname: str
     kind: str | None = None
-    alias: str | None = None
     vni: int | None = None
-    mtu: int = 1500
+    mtu: int | None = None
     master: int | None = None
+    ifalias: str | None = None
+    operstate: str | None = None
     up: bool = False
+    mac: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HostFacts:
     """A snapshot of the host's links and default-route devices."""
 
-    links: Mapping[str, LinkFact] = field(default_factory=dict)
+    links: Mapping[str, LinkInfo] = field(default_factory=dict)
     default_route_dev: str | None = None
     default_route_dev6: str | None = None

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from vxlan_evt.model.errors import SystemFailure
-from vxlan_evt.model.links import HostFacts, LinkFact
+from vxlan_evt.model.links import HostFacts, LinkInfo
 from vxlan_evt.model.plan import (
     Action,
     AddAddress,
@@ -23,15 +23,15 @@ from vxlan_evt.model.plan import (
 
 @dataclass
 class FakeKernel:
-    links: dict[str, LinkFact] = field(default_factory=dict)
+    links: dict[str, LinkInfo] = field(default_factory=dict)
     addresses: dict[str, set[str]] = field(default_factory=dict)
     peers: dict[str, str] = field(default_factory=dict)
     applied: list[Action] = field(default_factory=list)
     fail_on: type | None = None
     default_route_dev: str | None = None
 
-    def add_link(self, name: str, **kwargs: object) -> LinkFact:
-        link = LinkFact(name=name, index=len(self.links) + 100, **kwargs)  # type: ignore[arg-type]
+    def add_link(self, name: str, **kwargs: object) -> LinkInfo:
+        link = LinkInfo(ifindex=len(self.links) + 100, ifname=name, **kwargs)  # type: ignore[arg-type]
         self.links[name] = link
         return link
 
@@ -48,25 +48,25 @@ class FakeKernel:
             self.applied.append(action)
             match action:
                 case CreateBridge():
-                    self.add_link(action.name, kind="bridge", alias=action.alias, mtu=action.mtu)
+                    self.add_link(action.name, kind="bridge", ifalias=action.alias, mtu=action.mtu)
                     created.append(action.name)
                 case CreateVxlan():
-                    master = self.links[action.master].index
+                    master = self.links[action.master].ifindex
                     self.add_link(
                         action.name,
                         kind="vxlan",
-                        alias=action.alias,
+                        ifalias=action.alias,
                         mtu=action.mtu,
                         vni=action.spec.vni,
                         master=master,
                     )
                     created.append(action.name)
                 case CreateVeth():
-                    master = self.links[action.master].index
+                    master = self.links[action.master].ifindex
                     self.add_link(
                         action.host_ifname,
                         kind="veth",
-                        alias=action.alias,
+                        ifalias=action.alias,
                         mtu=action.mtu,
                         master=master,
                     )
@@ -79,7 +79,7 @@ class FakeKernel:
                     self.links[action.ifname] = replace(self.links[action.ifname], up=True)
                 case DeleteLink():
                     link = self.links.get(action.ifname)
-                    if link is not None and link.alias == action.alias:
+                    if link is not None and link.ifalias == action.alias:
                         self._delete(action.ifname)
 
     def _delete(self, name: str) -> None:
@@ -90,4 +90,4 @@ class FakeKernel:
             self.links.pop(peer, None)
 
     def owned(self) -> set[str]:
-        return {name for name, link in self.links.items() if link.alias}
+        return {name for name, link in self.links.items() if link.ifalias}

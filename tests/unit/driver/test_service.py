@@ -68,7 +68,7 @@ async def test_create_network_builds_links_and_persists(kernel: FakeKernel, tmp_
     service = make_service(kernel, tmp_path)
     assert await service.create_network(network_request()) == {}
     assert kernel.links["vx-42"].vni == 42
-    assert kernel.links["vx-42"].master == kernel.links["br-42"].index
+    assert kernel.links["vx-42"].master == kernel.links["br-42"].ifindex
     # MTU rule: 9000 underlay - 50 bytes of VXLAN over IPv4.
     assert kernel.links["vx-42"].mtu == 8950
     assert kernel.links["br-42"].mtu == 8950
@@ -160,7 +160,7 @@ async def test_endpoint_life_cycle(kernel: FakeKernel, tmp_path: Path) -> None:
     await service.create_network(network_request())
     created = await service.create_endpoint(endpoint_request())
     assert created == {"Interface": {"MacAddress": "02:42:0a:2a:00:02"}}
-    assert kernel.links["vh" + EP[:11]].master == kernel.links["br-42"].index
+    assert kernel.links["vh" + EP[:11]].master == kernel.links["br-42"].ifindex
     assert kernel.links["vh" + EP[:11]].mtu == 8950
     join = await service.join({"NetworkID": NET, "EndpointID": EP, "SandboxKey": "/x"})
     assert join["InterfaceName"] == {"SrcName": "vc" + EP[:11], "DstPrefix": "eth"}
@@ -213,12 +213,12 @@ async def test_restart_rebuilds_without_flapping_and_cleans_orphans(
     bridge_before = kernel.links["br-42"]
     # While the daemon is down: the vxlan link disappears and a leaked link appears.
     del kernel.links["vx-42"]
-    kernel.add_link("br-leak", kind="bridge", alias=network_alias("z" * 64))
+    kernel.add_link("br-leak", kind="bridge", ifalias=network_alias("z" * 64))
     kernel.applied.clear()
 
     restarted = make_service(kernel, tmp_path)
     await restarted.load_and_reconcile()
-    assert kernel.links["br-42"].index == bridge_before.index  # kept, not recreated
+    assert kernel.links["br-42"].ifindex == bridge_before.ifindex  # kept, not recreated
     assert kernel.links["vx-42"].vni == 42  # recreated
     assert "br-leak" not in kernel.links
     # Docker never replays CreateNetwork: new endpoints must still work, and so must delete.

@@ -7,13 +7,16 @@ Host A of the capture rig: lo 1, ul0 2 (veth underlay), vx-42 3 (vxlan VNI 42, M
 from __future__ import annotations
 
 import json
+import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from vxlan_evt.kernel.decode import (
     NeighbourCounts,
@@ -21,8 +24,11 @@ from vxlan_evt.kernel.decode import (
     TruncatedError,
     ntf_flag_names,
     nud_state_name,
+    parse_ifinfomsg,
+    parse_links,
     split_messages,
 )
+from vxlan_evt.kernel.wire import IFINFOMSG, IFLA_MTU, NLMSGHDR, encode_attribute
 from vxlan_evt.model.events import (
     AddrEvent,
     DecodeProblem,
@@ -411,3 +417,67 @@ def test_a_tentative_or_dad_failed_address_is_not_a_member(decoder: NetlinkDecod
     (failed,) = decoder.feed(addr_message(20, "fd42::7", dadfailed | permanent))
     assert isinstance(failed, AddrEvent) and failed.action == "del"
     assert (ip_address("fd42::7"), 64) not in decoder.addresses.get(BR, set())
+
+
+def pyroute2_link(message: Any, known: dict[int, LinkInfo]) -> LinkInfo:
+    """The reference reading of one link message: pyroute2's generic decoder."""
+    kind = vni = None
+    linkinfo = message.get_attr("IFLA_LINKINFO")
+    if linkinfo is not None:
+        kind = linkinfo.get_attr("IFLA_INFO_KIND")
+        data = linkinfo.get_attr("IFLA_INFO_DATA")
+        if kind == "vxlan" and data is not None:
+            vni = data.get_attr("IFLA_VXLAN_ID")
+    elif message["index"] in known:
+        kind, vni = known[message["index"]].kind, known[message["index"]].vni
+    operstate = message.get_attr("IFLA_OPERSTATE")
+    return LinkInfo(
+        ifindex=message["index"],
+        ifname=message.get_attr("IFLA_IFNAME"),
+        kind=kind,
+        vni=vni,
+        mtu=message.get_attr("IFLA_MTU"),
+        master=message.get_attr("IFLA_MASTER") or None,
+        ifalias=message.get_attr("IFLA_IFALIAS") or None,
+        operstate=None if operstate is None else str(operstate),
+        up=bool(message["flags"] & 1),
+        mac=message.get_attr("IFLA_ADDRESS"),
+    )
+
+
+LINK_FIXTURES = ["link_dump", "setup", "link_mtu", "link_alias", "link_down", "link_up",
+                 "link_nomaster", "link_del"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", LINK_FIXTURES)
+def test_the_link_parser_reads_what_pyroute2_reads(name: str) -> None:
+    data = (FIXTURES / f"{name}.bin").read_bytes()
+    known = parse_links([(FIXTURES / "link_dump.bin").read_bytes()])
+    compared = 0
+    for header, message in zip(split_messages(data), MarshalRtnl().parse(data), strict=True):
+        if header.msg_type not in (16, 17):
+            continue
+        parsed = parse_ifinfomsg(header.data, known)
+        if message["family"] == socket.AF_BRIDGE:
+            assert parsed is None, "the bridge's port view is not the link's state"
+            continue
+        assert parsed == pyroute2_link(message, known)
+        compared += 1
+    assert compared, "the fixture holds links"
+
+
+def test_the_captured_vxlan_link() -> None:
+    links = parse_links([(FIXTURES / "link_dump.bin").read_bytes()])
+    vx, by_name = links[VX], {link.ifname: link for link in links.values()}
+    assert (vx.ifname, vx.kind, vx.vni, vx.master) == ("vx-42", "vxlan", 42, BR)
+    assert by_name["br-42"].kind == "bridge" and by_name["lo"].mtu == 65536
+
+
+def test_a_link_without_a_name_is_refused() -> None:
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 7, 0, 0) + encode_attribute(IFLA_MTU, b"\0\5\0\0")
+    message = NLMSGHDR.pack(NLMSGHDR.size + len(body), 16, 0, 1, 0) + body
+    with pytest.raises(ValueError, match="link 7 without IFLA_IFNAME"):
+        parse_ifinfomsg(message)
+    decoder = NetlinkDecoder()
+    (problem,) = decoder.feed(message)
+    assert isinstance(problem, DecodeProblem) and "IFLA_IFNAME" in problem.reason

@@ -10,15 +10,13 @@ from typing import Any
 import pytest
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
-from vxlan_evt.kernel.entries import (
+from vxlan_evt.kernel.entries import describe_error, encode_request, parse_errors
+from vxlan_evt.kernel.wire import (
     NLM_F_ACK,
     NLM_F_APPEND,
     NLM_F_CREATE,
     NLM_F_REPLACE,
     NLM_F_REQUEST,
-    describe_error,
-    encode_request,
-    parse_errors,
 )
 from vxlan_evt.model.addresses import ZERO_MAC
 from vxlan_evt.model.entries import Entry, FdbEntry, NeighEntry
