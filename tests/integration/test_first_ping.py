@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from vxlan_evt.kernel.sockets import CLONE_NEWNET
 from vxlan_evt.testing.daemon import NETWORK_ID, DaemonProcess, join_container, wait_for
 from vxlan_evt.testing.netns import Netns, VxlanHost, add_underlay, namespaces, two_hosts
 
@@ -35,7 +36,6 @@ pytestmark = [
 
 Rig = tuple[VxlanHost, VxlanHost]
 ETH_P_ALL, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6 = 0x0003, 0x0806, 0x0800, 0x86DD
-CLONE_NEWNET = 0x40000000
 FAST_MS = 200.0
 
 

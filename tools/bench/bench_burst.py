@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vxlan_evt.kernel.wire import SO_RCVBUFFORCE
 from vxlan_evt.testing.bench.rig import Netns, add_vxlan, handle_sigterm, remove_stale, run
 from vxlan_evt.testing.bench.stats import format_table, median, rate, ratio
 from vxlan_evt.testing.bench.wire import (
@@ -54,8 +55,6 @@ from vxlan_evt.testing.bench.wire import (
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-
-SO_RCVBUFFORCE: int = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
 PIPELINE = 64  # requests per sendmsg for the hand-encoded writer

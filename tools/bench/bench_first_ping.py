@@ -63,6 +63,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vxlan_evt.kernel.wire import RTMGRP_NEIGH
 from vxlan_evt.testing.bench.rig import (
     Daemon,
     Host,
@@ -75,7 +76,7 @@ from vxlan_evt.testing.bench.rig import (
     two_hosts,
 )
 from vxlan_evt.testing.bench.stats import Summary, format_ms, format_table, ratio, summarize
-from vxlan_evt.testing.bench.wire import AF_BRIDGE, RTMGRP_NEIGH, VNI, VXLAN, parse_neigh_messages
+from vxlan_evt.testing.bench.wire import AF_BRIDGE, VNI, VXLAN, parse_neigh_messages
 
 HERE = Path(__file__).resolve().parent
 

@@ -23,9 +23,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from vxlan_evt.testing.bench.wire import RTMGRP_NEIGH, VXLAN, parse_neigh_messages, read_peers_file
-
-SO_RCVBUFFORCE: int = getattr(socket, "SO_RCVBUFFORCE", 33)
+from vxlan_evt.kernel.wire import RTMGRP_NEIGH, SO_RCVBUFFORCE
+from vxlan_evt.testing.bench.wire import VXLAN, parse_neigh_messages, read_peers_file
 
 
 class Stop(Exception):

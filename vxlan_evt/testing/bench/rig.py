@@ -43,11 +43,12 @@ from typing import IO, Any
 
 import httpx
 
+from vxlan_evt.kernel.sockets import CLONE_NEWNET
+from vxlan_evt.kernel.wire import RTMGRP_NEIGH, SO_RCVBUFFORCE
 from vxlan_evt.testing import netns  # the same namespaces the tests use
 from vxlan_evt.testing.bench.wire import BRIDGE, CONTAINER_IP, CONTAINER_MAC, LOCAL_VTEP, VNI, VXLAN
 
 PREFIX = "vxevt-b-"
-CLONE_NEWNET = 0x40000000
 ROOT = Path(__file__).resolve().parents[3]  # the repository: `git describe`, the daemon's cwd
 
 # A setup command failed; the message has the command and its stderr.
@@ -81,10 +82,6 @@ def socket_in_netns(netns: str, make: Callable[[], socket.socket]) -> socket.soc
     if failed:
         raise failed[0]
     return made[0]
-
-
-RTMGRP_NEIGH = 0x4
-SO_RCVBUFFORCE = 33
 
 
 class NeighWatcher:

@@ -3,7 +3,9 @@
 * the address plan: peer i has IP 10.42.0.10 + i and a MAC derived from i, and
   every peer sits behind the one remote VTEP 10.99.0.2;
 * a minimal rtnetlink neighbour-message parser (enough to tell a miss, a new
-  neighbour entry and a new FDB entry apart; much cheaper than pyroute2's);
+  neighbour entry and a new FDB entry apart; much cheaper than pyroute2's). It is the
+  reference processes' own on purpose, so the reference is not our decoder; the layouts
+  and numbers it reads come from `vxlan_evt.kernel.wire`, the one copy;
 * an ARP request frame.
 """
 
@@ -17,6 +19,28 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vxlan_evt.kernel.wire import (
+    NDA_DST,
+    NDA_LLADDR,
+    NDMSG,
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    NLMSGERR,
+    NLMSGHDR,
+    NTF_SELF,
+    NUD_NOARP,
+    NUD_PERMANENT,
+    RTATTR,
+    RTM_DELNEIGH,
+    RTM_GETNEIGH,
+    RTM_NEWNEIGH,
+    align,
+    encode_attribute,
+)
+
 VNI = 42
 VXLAN = "vx-42"
 BRIDGE = "br-42"
@@ -27,15 +51,9 @@ CONTAINER_MAC = "02:42:0a:2a:ff:fe"
 PEER_BASE = int(ipaddress.IPv4Address("10.42.0.10"))
 MAX_PEERS = 60_000  # stays below CONTAINER_IP
 
-RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
-RTMGRP_NEIGH = 0x4
-NDA_DST, NDA_LLADDR = 1, 2
-AF_BRIDGE = 7
+AF_BRIDGE = socket.AF_BRIDGE
 ETH_P_ARP = 0x0806
 
-_NLMSGHDR = struct.Struct("=IHHII")
-_NDMSG = struct.Struct("=BxxxiHBB")
-_RTATTR = struct.Struct("=HH")
 _ETH = struct.Struct("!6s6sH")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 
@@ -88,34 +106,34 @@ _KINDS = {RTM_NEWNEIGH: "new", RTM_DELNEIGH: "del", RTM_GETNEIGH: "miss"}
 def parse_neigh_messages(data: bytes) -> Iterator[NeighMsg]:
     """Every neighbour message in one netlink datagram; other message types are skipped."""
     offset = 0
-    while offset + _NLMSGHDR.size <= len(data):
-        length, msg_type, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size or offset + length > len(data):
+    while offset + NLMSGHDR.size <= len(data):
+        length, msg_type, _flags, _seq, _pid = NLMSGHDR.unpack_from(data, offset)
+        if length < NLMSGHDR.size or offset + length > len(data):
             return
         kind = _KINDS.get(msg_type)
-        body = offset + _NLMSGHDR.size
-        if kind is not None and length >= _NLMSGHDR.size + _NDMSG.size:
-            family, ifindex, _state, _flags2, _type = _NDMSG.unpack_from(data, body)
-            ip, mac = _attributes(data, body + _NDMSG.size, offset + length)
+        body = offset + NLMSGHDR.size
+        if kind is not None and length >= NLMSGHDR.size + NDMSG.size:
+            family, ifindex, _state, _flags2, _type = NDMSG.unpack_from(data, body)
+            ip, mac = _attributes(data, body + NDMSG.size, offset + length)
             yield NeighMsg(kind, family, ifindex, ip, mac)
-        offset += (length + 3) & ~3
+        offset += align(length)
 
 
 def _attributes(data: bytes, start: int, end: int) -> tuple[str | None, str | None]:
     ip: str | None = None
     mac: str | None = None
     at = start
-    while at + _RTATTR.size <= end:
-        length, attr_type = _RTATTR.unpack_from(data, at)
-        if length < _RTATTR.size:
+    while at + RTATTR.size <= end:
+        length, attr_type = RTATTR.unpack_from(data, at)
+        if length < RTATTR.size:
             break
-        value = data[at + _RTATTR.size : at + length]
+        value = data[at + RTATTR.size : at + length]
         if attr_type == NDA_DST and len(value) in (4, 16):
             family = socket.AF_INET if len(value) == 4 else socket.AF_INET6
             ip = socket.inet_ntop(family, value)
         elif attr_type == NDA_LLADDR and len(value) == 6:
             mac = value.hex(":")
-        at += (length + 3) & ~3
+        at += align(length)
     return ip, mac
 
 
@@ -131,23 +149,13 @@ def build_arp_request(src_mac: str, src_ip: str, target_ip: str) -> bytes:
 
 # --- hand-encoded write requests (bench_burst's "for scale" writer) -------------------------
 
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x400
-NLMSG_ERROR = 2
-NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
-NTF_SELF = 0x02
-
-
-def _rtattr(attr_type: int, value: bytes) -> bytes:
-    length = _RTATTR.size + len(value)
-    return _RTATTR.pack(length, attr_type) + value + b"\0" * (-length % 4)
-
 
 def _newneigh(
     seq: int, family: int, ifindex: int, state: int, flags: int, attrs: bytes, ack: bool
 ) -> bytes:
-    body = _NDMSG.pack(family, ifindex, state, flags, 0) + attrs
+    body = NDMSG.pack(family, ifindex, state, flags, 0) + attrs
     header_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE | (NLM_F_ACK if ack else 0)
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_NEWNEIGH, header_flags, seq, 0) + body
+    return NLMSGHDR.pack(NLMSGHDR.size + len(body), RTM_NEWNEIGH, header_flags, seq, 0) + body
 
 
 def encode_neigh_replace(seq: int, ifindex: int, ip: str, mac: str, *, ack: bool = True) -> bytes:
@@ -156,7 +164,7 @@ def encode_neigh_replace(seq: int, ifindex: int, ip: str, mac: str, *, ack: bool
     Without `ack` the kernel answers only if the request fails (an NLMSG_ERROR is
     always sent for an error), so a batch needs an ACK on its last request only.
     """
-    attrs = _rtattr(NDA_DST, socket.inet_aton(ip)) + _rtattr(
+    attrs = encode_attribute(NDA_DST, socket.inet_aton(ip)) + encode_attribute(
         NDA_LLADDR, bytes.fromhex(mac.replace(":", ""))
     )
     return _newneigh(seq, socket.AF_INET, ifindex, NUD_PERMANENT, 0, attrs, ack)
@@ -164,7 +172,7 @@ def encode_neigh_replace(seq: int, ifindex: int, ip: str, mac: str, *, ack: bool
 
 def encode_fdb_replace(seq: int, ifindex: int, mac: str, vtep: str, *, ack: bool = True) -> bytes:
     """RTM_NEWNEIGH (AF_BRIDGE): `fdb replace MAC dev <ifindex> dst VTEP self permanent`."""
-    attrs = _rtattr(NDA_LLADDR, bytes.fromhex(mac.replace(":", ""))) + _rtattr(
+    attrs = encode_attribute(NDA_LLADDR, bytes.fromhex(mac.replace(":", ""))) + encode_attribute(
         NDA_DST, socket.inet_aton(vtep)
     )
     return _newneigh(seq, AF_BRIDGE, ifindex, NUD_PERMANENT | NUD_NOARP, NTF_SELF, attrs, ack)
@@ -173,11 +181,11 @@ def encode_fdb_replace(seq: int, ifindex: int, mac: str, vtep: str, *, ack: bool
 def parse_acks(data: bytes) -> Iterator[tuple[int, int]]:
     """(sequence number, error code; 0 = success) of every NLMSG_ERROR in a datagram."""
     offset = 0
-    while offset + _NLMSGHDR.size <= len(data):
-        length, msg_type, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size:
+    while offset + NLMSGHDR.size <= len(data):
+        length, msg_type, _flags, seq, _pid = NLMSGHDR.unpack_from(data, offset)
+        if length < NLMSGHDR.size:
             return
         if msg_type == NLMSG_ERROR:
-            (code,) = struct.unpack_from("=i", data, offset + _NLMSGHDR.size)
+            (code,) = NLMSGERR.unpack_from(data, offset + NLMSGHDR.size)
             yield seq, code
-        offset += (length + 3) & ~3
+        offset += align(length)
