@@ -9,7 +9,6 @@ ARP retry (~1 s per side) dominates.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -17,7 +16,6 @@ import signal
 import socket
 import struct
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from ipaddress import IPv6Address, ip_address
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from vxlan_evt.kernel.sockets import CLONE_NEWNET
+from vxlan_evt.kernel.sockets import socket_in_netns
 from vxlan_evt.testing.daemon import NETWORK_ID, DaemonProcess, join_container, wait_for
 from vxlan_evt.testing.netns import Netns, VxlanHost, add_underlay, namespaces, two_hosts
 
@@ -89,34 +87,21 @@ def add_container(host: VxlanHost, netns: Netns, port: str, n: int) -> str:
     return f"192.168.42.{n}"
 
 
-def _setns(netns: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    with open(f"/run/netns/{netns}") as handle:
-        if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {netns}")
-
-
 def capture_socket(netns: str, ifname: str) -> socket.socket:
-    """A raw socket seeing every frame on `ifname` in `netns` (made in a thread that enters it)."""
-    made: list[socket.socket | BaseException] = []
+    """A raw socket seeing every frame on `ifname` in `netns`."""
 
-    def work() -> None:
+    def make() -> socket.socket:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         try:
-            _setns(netns)
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             sock.bind((ifname, ETH_P_ALL))
             sock.setblocking(False)
-            made.append(sock)
-        except BaseException as exc:
-            made.append(exc)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join()
-    if isinstance(made[0], BaseException):
-        raise made[0]
-    return made[0]
+    return socket_in_netns(netns, make)
 
 
 def drain(sock: socket.socket) -> list[bytes]:

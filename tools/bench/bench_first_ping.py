@@ -63,6 +63,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vxlan_evt.kernel.sockets import socket_in_netns
 from vxlan_evt.kernel.wire import RTMGRP_NEIGH
 from vxlan_evt.testing.bench.rig import (
     Daemon,
@@ -72,7 +73,6 @@ from vxlan_evt.testing.bench.rig import (
     create_network,
     join,
     run_bench,
-    socket_in_netns,
     two_hosts,
 )
 from vxlan_evt.testing.bench.stats import Summary, format_ms, format_table, ratio, summarize

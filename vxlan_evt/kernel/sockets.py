@@ -11,6 +11,8 @@ import ctypes
 import os
 import socket
 import threading
+from collections.abc import Callable
+from functools import partial
 
 import trio
 
@@ -43,18 +45,14 @@ def _make_socket(groups: int, rcvbuf: int | None) -> socket.socket:
     return sock
 
 
-def open_netlink_socket(
-    netns: str | None = None, *, groups: int = 0, rcvbuf: int | None = None
-) -> socket.socket:
-    """A bound NETLINK_ROUTE socket, created inside network namespace `netns` if given.
+def socket_in_netns(netns: str, make: Callable[[], socket.socket]) -> socket.socket:
+    """`make()` run inside network namespace `netns` (a name under /run/netns or a path).
 
     A socket stays in the netns it was created in, so only creation needs the namespace.
-    That happens in a throwaway thread (setns is per thread): even if switching back
-    failed, no thread of ours is ever left in the wrong namespace. Blocking; call it via
-    `trio.to_thread.run_sync` from async code.
+    That happens in a throwaway thread (setns is per thread) that switches back before it
+    ends: even if switching back failed, no thread of ours is ever left in the wrong
+    namespace. Blocking; call it via `trio.to_thread.run_sync` from async code.
     """
-    if netns is None:
-        return _make_socket(groups, rcvbuf)
     path = netns if "/" in netns else f"/run/netns/{netns}"
     result: list[socket.socket] = []
     failure: list[BaseException] = []
@@ -67,7 +65,7 @@ def open_netlink_socket(
                 try:
                     _setns(target)
                     try:
-                        result.append(_make_socket(groups, rcvbuf))
+                        result.append(make())
                     finally:
                         _setns(original)
                 finally:
@@ -85,6 +83,15 @@ def open_netlink_socket(
             sock.close()
         raise failure[0]
     return result[0]
+
+
+def open_netlink_socket(
+    netns: str | None = None, *, groups: int = 0, rcvbuf: int | None = None
+) -> socket.socket:
+    """A bound NETLINK_ROUTE socket, created inside network namespace `netns` if given."""
+    if netns is None:
+        return _make_socket(groups, rcvbuf)
+    return socket_in_netns(netns, partial(_make_socket, groups, rcvbuf))
 
 
 async def dump(

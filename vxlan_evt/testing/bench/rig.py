@@ -23,7 +23,6 @@ endpoints through its plugin API, as Docker would (`create_network`, `join`):
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -43,7 +42,7 @@ from typing import IO, Any
 
 import httpx
 
-from vxlan_evt.kernel.sockets import CLONE_NEWNET
+from vxlan_evt.kernel.sockets import socket_in_netns
 from vxlan_evt.kernel.wire import RTMGRP_NEIGH, SO_RCVBUFFORCE
 from vxlan_evt.testing import netns  # the same namespaces the tests use
 from vxlan_evt.testing.bench.wire import BRIDGE, CONTAINER_IP, CONTAINER_MAC, LOCAL_VTEP, VNI, VXLAN
@@ -58,30 +57,6 @@ RigError = netns.NetnsError
 def run(argv: list[str], *, input: str | None = None, check: bool = True) -> str:
     """Run a command and return its stdout; RigError with stderr on failure."""
     return netns.run(argv, input=input, check=check, timeout=120)
-
-
-def socket_in_netns(netns: str, make: Callable[[], socket.socket]) -> socket.socket:
-    """`make()` run in a throwaway thread that entered `netns` (setns is per thread, and a
-    socket stays in the namespace it was created in); no thread of ours stays in it."""
-    made: list[socket.socket] = []
-    failed: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            with open(f"/run/netns/{netns}") as handle:
-                if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {netns}")
-            made.append(make())
-        except BaseException as exc:
-            failed.append(exc)
-
-    thread = threading.Thread(target=work, name=f"setns-{netns}", daemon=True)
-    thread.start()
-    thread.join()
-    if failed:
-        raise failed[0]
-    return made[0]
 
 
 class NeighWatcher:
