@@ -57,7 +57,7 @@ async def read_permanent_entries(
     """The permanent FDB entries with a remote (`self ... dst VTEP`) and neighbour entries
     of these devices, from two ndmsg dumps parsed by hand: no link dump, no pyroute2.
 
-    The peer reconciler reads this on every table change, so it must stay cheap on a
+    The pre-program sync (resolve.peersync) reads this on every table change, so it must stay cheap on a
     host with thousands of links and entries.
     """
     wanted = set(ifindexes)

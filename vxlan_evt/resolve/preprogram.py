@@ -19,7 +19,7 @@ from vxlan_evt.peers.table import PeerTable
 
 @dataclass(frozen=True, slots=True)
 class Device:
-    """A vxlan device of one of our networks, as the reconciler needs it."""
+    """A vxlan device of one of our networks, as the pre-program sync needs it."""
 
     vni: int
     ifindex: int
