@@ -45,10 +45,20 @@ class PluginHost:
         return self.log_path.read_text(errors="replace")[-3000:]
 
     def container_ip(self, name: str) -> str:
-        inspect = self.host.docker("inspect", name).stdout
-        networks = json.loads(inspect)[0]["NetworkSettings"]["Networks"]
-        return str(networks["vxlan42"]["IPAddress"])
+        return container_ip(self.host, name)
 
     def owned_links(self) -> list[str]:
-        out = self.host.run(["ip", "-d", "-o", "link"]).stdout
-        return [line.split(":")[1].strip() for line in out.splitlines() if "vxlan-evt" in line]
+        return owned_links(self.host)
+
+
+def container_ip(host: LabHost, name: str, network: str = "vxlan42") -> str:
+    """The IPv4 address Docker gave container `name` on `network`."""
+    inspect = host.docker("inspect", name).stdout
+    networks = json.loads(inspect)[0]["NetworkSettings"]["Networks"]
+    return str(networks[network]["IPAddress"])
+
+
+def owned_links(host: LabHost) -> list[str]:
+    """Names of the links on `host` that carry our ownership mark."""
+    out = host.run(["ip", "-d", "-o", "link"]).stdout
+    return [line.split(":")[1].strip() for line in out.splitlines() if "vxlan-evt" in line]
