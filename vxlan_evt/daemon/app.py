@@ -176,10 +176,7 @@ async def run_daemon(
         if etcd is not None
         else LocalIpamStore(config.state_dir)
     )
-    # One socket, one driver name: `--ipam-driver vxlan` reaches the same daemon.
-    service.handlers.update(
-        IpamService(ipam_store, config.hostname or socket.gethostname()).handlers
-    )
+    ipam = IpamService(ipam_store, config.hostname or socket.gethostname())
 
     def peer_table() -> PeerTable:
         if etcd is None:
@@ -260,7 +257,10 @@ async def run_daemon(
                 await servers.start(
                     partial(
                         hypercorn_serve,
-                        create_plugin_app(service, in_flight, metrics),
+                        # One socket, one driver name: `--ipam-driver vxlan` reaches it too.
+                        create_plugin_app(
+                            {**service.handlers, **ipam.handlers}, in_flight, metrics
+                        ),
                         hypercorn_config(
                             [f"unix:{config.plugin_socket}"], config.shutdown_grace, "plugin"
                         ),

@@ -63,8 +63,8 @@ class DriverService:
         self.on_change: Callable[[], None] = lambda: None  # e.g. resync the peer table
         # Why a new network may not exist (settings clash with other hosts), or None.
         self.network_guard: Callable[[NetworkRecord], Awaitable[str | None]] | None = None
-        self.handlers: dict[str, Handler] = {
-            "Plugin.Activate": self.activate,
+        # The network driver's methods; the plugin app serves them with the IPAM driver's.
+        self.handlers: Mapping[str, Handler] = {
             "NetworkDriver.GetCapabilities": self.get_capabilities,
             "NetworkDriver.CreateNetwork": self.create_network,
             "NetworkDriver.DeleteNetwork": self.delete_network,
@@ -118,12 +118,6 @@ class DriverService:
         )
 
     # --- Docker methods -----------------------------------------------------
-
-    async def activate(self, _body: Mapping[str, Any]) -> dict[str, Any]:
-        implements = ["NetworkDriver"]
-        if "IpamDriver.RequestPool" in self.handlers:
-            implements.append("IpamDriver")
-        return {"Implements": implements}
 
     async def get_capabilities(self, _body: Mapping[str, Any]) -> dict[str, Any]:
         """Data scope is always local; `--scope` is the connectivity scope.

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from vxlan_evt.driver.api import InFlight, create_plugin_app
-from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE
+from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE, implemented_interfaces
 from vxlan_evt.driver.service import DriverService
 from vxlan_evt.driver.store import StateStore
 from vxlan_evt.model.errors import Conflict, InvalidOption, NotFound, UserError
@@ -59,7 +59,7 @@ def make_service(kernel: FakeKernel, state_dir: Path, **settings: Any) -> Driver
 
 async def test_activate_and_capabilities(kernel: FakeKernel, tmp_path: Path) -> None:
     service = make_service(kernel, tmp_path, scope="global")
-    assert await service.activate({}) == {"Implements": ["NetworkDriver"]}
+    assert implemented_interfaces(service.handlers) == ["NetworkDriver"]
     # Data scope global would need a swarm manager (checked with dockerd in tests/e2e).
     assert await service.get_capabilities({}) == {"Scope": "local", "ConnectivityScope": "global"}
 
@@ -239,7 +239,7 @@ async def test_reconcile_on_a_clean_host_does_nothing(kernel: FakeKernel, tmp_pa
 
 
 async def post(service: DriverService, path: str, body: bytes) -> tuple[int, Any, str]:
-    client = create_plugin_app(service).test_client()
+    client = create_plugin_app(service.handlers).test_client()
     response = await client.post(path, data=body)
     return (
         response.status_code,
