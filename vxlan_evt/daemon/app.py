@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from functools import partial
 from ipaddress import ip_address
 from pathlib import Path
@@ -31,6 +31,7 @@ from vxlan_evt.driver.store import StateStore
 from vxlan_evt.etcd.client import EtcdClient
 from vxlan_evt.ipam.service import IpamService
 from vxlan_evt.ipam.store import EtcdIpamStore, IpamStore, LocalIpamStore
+from vxlan_evt.kernel.decode import NetlinkDecoder
 from vxlan_evt.kernel.links import NetlinkKernel
 from vxlan_evt.kernel.listener import NetlinkListener
 from vxlan_evt.kernel.packets import PacketSender
@@ -79,20 +80,22 @@ def open_packet_sender(config: DaemonConfig) -> PacketSender | None:
 
 
 def miss_hooks(
-    engine: EventEngine,
+    links: Mapping[int, LinkInfo],
     service: DriverService,
     sender: PacketSender | None,
     ondemand: OnDemand,
     metrics: Metrics,
 ) -> tuple[AnsweredHook, ...]:
-    """After a miss is programmed: answer the waiting container first, then track the entry."""
+    """After a miss is programmed: answer the waiting container first, then track the entry.
+
+    `links` is the listener's live link table."""
     hooks: list[AnsweredHook] = []
     if sender is not None:
 
         def ports(ifindex: int) -> list[str] | None:
-            return endpoint_ports(ifindex, engine.links, service.state)
+            return endpoint_ports(ifindex, links, service.state)
 
-        hooks.append(ArpAnswerer(sender, lambda: engine.links, ports, metrics))
+        hooks.append(ArpAnswerer(sender, lambda: links, ports, metrics))
     hooks.append(ondemand)
     return tuple(hooks)
 
@@ -109,14 +112,14 @@ def _prepare_socket_path(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
-KernelView = Callable[[], tuple[Mapping[int, LinkInfo], Mapping[int, Collection[Address]]]]
-
-
 def open_etcd_peers(
-    config: DaemonConfig, service: DriverService, kernel: KernelView
+    config: DaemonConfig,
+    service: DriverService,
+    links: Mapping[int, LinkInfo],
+    addresses: Mapping[int, Collection[Address]],
 ) -> EtcdPeers | None:
     """The etcd backend, publishing this host's endpoints (and the addresses an operator
-    put on our bridges: `kernel` gives the listener's live links and addresses)."""
+    put on our bridges: `links` and `addresses` are the listener's live tables)."""
     if not config.etcd_endpoints:
         return None
     client = EtcdClient(
@@ -134,8 +137,8 @@ def open_etcd_peers(
             service.state,
             host=config.hostname or socket.gethostname(),
             advertise_address=config.advertise_address,
-            links=kernel()[0],
-            addresses=kernel()[1],
+            links=links,
+            addresses=addresses,
         ),
         local_networks=lambda: {
             record.vni: encode_network(segment_of(record), record.pools)
@@ -164,13 +167,16 @@ async def run_daemon(
     static_peers = StaticPeers(config.peers_file)  # a bad peers file stops start-up, clearly
     worker = NetlinkWorker()
     metrics = Metrics()
+    # The listener's link and address tables, live views shared before it runs.
+    decoder = NetlinkDecoder()
+    links, addresses = decoder.links, decoder.addresses
     service = DriverService(
         NetlinkKernel(worker),
         StateStore(config.state_dir),
         scope=config.scope,
         vtepdev=config.vtepdev,
     )
-    etcd = open_etcd_peers(config, service, lambda: (engine.links, engine.addresses))
+    etcd = open_etcd_peers(config, service, links, addresses)
     ipam_store: IpamStore = (
         EtcdIpamStore(etcd.client, config.etcd_prefix)
         if etcd is not None
@@ -183,29 +189,31 @@ async def run_daemon(
             return static_peers.table
         return static_peers.table.merged(etcd.table)
 
+    ondemand = OnDemand(
+        worker,
+        metrics,
+        lambda ifindex: device_mode(ifindex, links, service.state.networks, config.resolve),
+        idle_timeout=config.idle_timeout,
+        path=config.state_dir / "ondemand.json",
+    )
+
+    def local_vteps(ifindex: int) -> tuple[IPAddress, ...]:
+        record = network_of_link(ifindex, links, service.state.networks)
+        vtep = vtep_of(record, config.advertise_address) if record is not None else None
+        return (ip_address(vtep),) if vtep else ()
+
+    sender = open_packet_sender(config)
     engine = EventEngine(
         EventBus(),
         worker,
         metrics,
         peer_table,
         EngineSettings(log_events=config.log_events, populate=config.populate),
+        links=links,
+        addresses=addresses,
+        local_vteps=local_vteps,
+        hooks=miss_hooks(links, service, sender, ondemand, metrics),
     )
-    ondemand = OnDemand(
-        worker,
-        metrics,
-        lambda ifindex: device_mode(ifindex, engine.links, service.state.networks, config.resolve),
-        idle_timeout=config.idle_timeout,
-        path=config.state_dir / "ondemand.json",
-    )
-
-    def local_vteps(ifindex: int) -> tuple[IPAddress, ...]:
-        record = network_of_link(ifindex, engine.links, service.state.networks)
-        vtep = vtep_of(record, config.advertise_address) if record is not None else None
-        return (ip_address(vtep),) if vtep else ()
-
-    engine.local_vteps = local_vteps
-    sender = open_packet_sender(config)
-    engine.hooks = miss_hooks(engine, service, sender, ondemand, metrics)
     observer = DaemonObserver(
         service,
         worker,
@@ -225,9 +233,10 @@ async def run_daemon(
             nursery.start_soon(static_peers.watch)
             await nursery.start(worker.run)
             await nursery.start(engine.run_resolver)
-            listener = NetlinkListener(engine.on_event, rcvbuf=config.netlink_rcvbuf)
+            listener = NetlinkListener(
+                engine.on_event, rcvbuf=config.netlink_rcvbuf, decoder=decoder
+            )
             await nursery.start(listener.run)
-            engine.use_links(listener.decoder.links, listener.decoder.addresses)
             await service.load_and_reconcile()
             peer_sync = PeerSync(
                 service,
@@ -237,7 +246,7 @@ async def run_daemon(
                 state_dir=config.state_dir,
                 advertise_address=config.advertise_address,
                 preprogram=lambda record: network_mode(record, config.resolve) == "preprogram",
-                links=lambda: engine.links,
+                links=lambda: links,
             )
             await nursery.start(peer_sync.run)
             await nursery.start(ondemand.run)
