@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from ipaddress import ip_address
 from pathlib import Path
@@ -25,8 +25,9 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from vxlan_evt.daemon.config import DaemonConfig
 from vxlan_evt.driver.api import InFlight, create_plugin_app
+from vxlan_evt.driver.options import parse_network_options
 from vxlan_evt.driver.plan import network_of_link
-from vxlan_evt.driver.service import DriverService
+from vxlan_evt.driver.service import CurrentState, DriverService, NetworkGuard
 from vxlan_evt.driver.store import StateStore
 from vxlan_evt.etcd.client import EtcdClient
 from vxlan_evt.ipam.service import IpamService
@@ -52,7 +53,7 @@ from vxlan_evt.resolve.arp import endpoint_ports
 from vxlan_evt.resolve.bus import EventBus
 from vxlan_evt.resolve.engine import AnsweredHook, EngineSettings, EventEngine
 from vxlan_evt.resolve.ondemand import OnDemand, device_mode, network_mode
-from vxlan_evt.resolve.peersync import PeerSync
+from vxlan_evt.resolve.peersync import PeerSync, PeerSyncRequest
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +113,25 @@ def _prepare_socket_path(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def segment_of(record: NetworkRecord, vtepdev: str | None) -> dict[str, str]:
+    """The settings every host of a VNI must agree on, as the service parses them."""
+    options = parse_network_options(record.generic_options, vtepdev_override=vtepdev)
+    return segment_settings(options.vxlan)
+
+
 def open_etcd_peers(
     config: DaemonConfig,
-    service: DriverService,
+    driver_state: CurrentState,
     links: Mapping[int, LinkInfo],
     addresses: Mapping[int, Collection[Address]],
+    *,
+    on_change: Callable[[], None],
 ) -> EtcdPeers | None:
     """The etcd backend, publishing this host's endpoints (and the addresses an operator
-    put on our bridges: `links` and `addresses` are the listener's live tables)."""
+    put on our bridges: `links` and `addresses` are the listener's live tables).
+
+    It reads the driver's state through `driver_state`, as the service reports its
+    changes to the backend and so is built after it."""
     if not config.etcd_endpoints:
         return None
     client = EtcdClient(
@@ -128,32 +140,54 @@ def open_etcd_peers(
         username=config.etcd_username,
         password=config.etcd_password,
     )
-    peers = EtcdPeers(
+    return EtcdPeers(
         client,
         prefix=config.etcd_prefix,
         host=config.hostname or socket.gethostname(),
         lease_ttl=config.etcd_lease_ttl,
         local=lambda: local_endpoints(
-            service.state,
+            driver_state.value,
             host=config.hostname or socket.gethostname(),
             advertise_address=config.advertise_address,
             links=links,
             addresses=addresses,
         ),
         local_networks=lambda: {
-            record.vni: encode_network(segment_of(record), record.pools)
-            for record in service.state.networks.values()
+            record.vni: encode_network(segment_of(record, config.vtepdev), record.pools)
+            for record in driver_state.value.networks.values()
         },
+        on_change=on_change,
     )
 
-    def segment_of(record: NetworkRecord) -> dict[str, str]:
-        return segment_settings(service.network_options(record.generic_options).vxlan)
+
+def etcd_network_guard(etcd: EtcdPeers, vtepdev: str | None) -> NetworkGuard:
+    """Refuse a network whose settings clash with what other hosts published for its VNI."""
 
     async def guard(record: NetworkRecord) -> str | None:
-        return await peers.check_network(record.vni, segment_of(record), record.pools)
+        return await etcd.check_network(record.vni, segment_of(record, vtepdev), record.pools)
 
-    service.network_guard = guard
-    return peers
+    return guard
+
+
+def local_change_callback(
+    etcd: EtcdPeers | None, sync_wanted: PeerSyncRequest
+) -> Callable[[], None]:
+    """When this host's endpoints change: republish them (with etcd), and resync."""
+    if etcd is None:
+        return sync_wanted.set
+
+    def local_changed() -> None:
+        etcd.local_changed()
+        sync_wanted.set()
+
+    return local_changed
+
+
+def address_change_callback(
+    etcd: EtcdPeers | None, local_changed: Callable[[], None]
+) -> Callable[[], None]:
+    """An address on one of our links matters only to what etcd publishes of this host."""
+    return local_changed if etcd is not None else lambda: None
 
 
 async def run_daemon(
@@ -162,21 +196,34 @@ async def run_daemon(
     shutdown: trio.Event | None = None,
     task_status: trio.TaskStatus[DriverService] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until `shutdown` is set (by SIGTERM/SIGINT unless the caller passes its own)."""
+    """Run until `shutdown` is set (by SIGTERM/SIGINT unless the caller passes its own).
+
+    Every object is built here, after what it needs, and given its callbacks then.
+    PeerSync reads the peer table, built from the backends that ask it for a sync: they
+    ask through `sync_wanted`, which exists first. The service reports its changes to
+    the etcd backend, which reads the service's state through `driver_state`.
+    """
     shutdown = shutdown or trio.Event()
-    static_peers = StaticPeers(config.peers_file)  # a bad peers file stops start-up, clearly
+    sync_wanted = PeerSyncRequest()
+    # A bad peers file stops start-up, clearly.
+    static_peers = StaticPeers(config.peers_file, on_change=sync_wanted.set)
     worker = NetlinkWorker()
     metrics = Metrics()
     # The listener's link and address tables, live views shared before it runs.
     decoder = NetlinkDecoder()
     links, addresses = decoder.links, decoder.addresses
+    driver_state = CurrentState()
+    etcd = open_etcd_peers(config, driver_state, links, addresses, on_change=sync_wanted.set)
+    local_changed = local_change_callback(etcd, sync_wanted)
     service = DriverService(
         NetlinkKernel(worker),
         StateStore(config.state_dir),
         scope=config.scope,
         vtepdev=config.vtepdev,
+        state=driver_state,
+        on_change=local_changed,
+        network_guard=etcd_network_guard(etcd, config.vtepdev) if etcd is not None else None,
     )
-    etcd = open_etcd_peers(config, service, links, addresses)
     ipam_store: IpamStore = (
         EtcdIpamStore(etcd.client, config.etcd_prefix)
         if etcd is not None
@@ -189,6 +236,17 @@ async def run_daemon(
             return static_peers.table
         return static_peers.table.merged(etcd.table)
 
+    peer_sync = PeerSync(
+        service,
+        worker,
+        metrics,
+        peer_table,
+        state_dir=config.state_dir,
+        advertise_address=config.advertise_address,
+        preprogram=lambda record: network_mode(record, config.resolve) == "preprogram",
+        links=lambda: links,
+        requests=sync_wanted,
+    )
     ondemand = OnDemand(
         worker,
         metrics,
@@ -212,8 +270,10 @@ async def run_daemon(
         links=links,
         addresses=addresses,
         local_vteps=local_vteps,
+        on_our_address_change=address_change_callback(etcd, local_changed),
         hooks=miss_hooks(links, service, sender, ondemand, metrics),
     )
+    listener = NetlinkListener(engine.on_event, rcvbuf=config.netlink_rcvbuf, decoder=decoder)
     observer = DaemonObserver(
         service,
         worker,
@@ -224,6 +284,9 @@ async def run_daemon(
         default_resolve=config.resolve,
     )
     in_flight = InFlight()
+    # One socket, one driver name: `--ipam-driver vxlan` reaches the same daemon.
+    plugin_app = create_plugin_app({**service.handlers, **ipam.handlers}, in_flight, metrics)
+    observe_app = create_observe_app(observer)
     sockets = [config.plugin_socket, config.api_socket]
     for path in sockets:
         _prepare_socket_path(path)
@@ -233,43 +296,17 @@ async def run_daemon(
             nursery.start_soon(static_peers.watch)
             await nursery.start(worker.run)
             await nursery.start(engine.run_resolver)
-            listener = NetlinkListener(
-                engine.on_event, rcvbuf=config.netlink_rcvbuf, decoder=decoder
-            )
             await nursery.start(listener.run)
             await service.load_and_reconcile()
-            peer_sync = PeerSync(
-                service,
-                worker,
-                metrics,
-                peer_table,
-                state_dir=config.state_dir,
-                advertise_address=config.advertise_address,
-                preprogram=lambda record: network_mode(record, config.resolve) == "preprogram",
-                links=lambda: links,
-            )
             await nursery.start(peer_sync.run)
             await nursery.start(ondemand.run)
-            static_peers.on_change = peer_sync.changed
-            service.on_change = peer_sync.changed
             if etcd is not None:
-                etcd.on_change = peer_sync.changed
-
-                def local_changed() -> None:
-                    etcd.local_changed()
-                    peer_sync.changed()
-
-                service.on_change = local_changed
-                engine.on_our_address_change = local_changed
                 await nursery.start(etcd.run)
             async with trio.open_nursery() as servers:
                 await servers.start(
                     partial(
                         hypercorn_serve,
-                        # One socket, one driver name: `--ipam-driver vxlan` reaches it too.
-                        create_plugin_app(
-                            {**service.handlers, **ipam.handlers}, in_flight, metrics
-                        ),
+                        plugin_app,
                         hypercorn_config(
                             [f"unix:{config.plugin_socket}"], config.shutdown_grace, "plugin"
                         ),
@@ -282,7 +319,7 @@ async def run_daemon(
                 await servers.start(
                     partial(
                         hypercorn_serve,
-                        create_observe_app(observer),
+                        observe_app,
                         hypercorn_config(api_binds, config.shutdown_grace, "observe"),
                         shutdown_trigger=shutdown.wait,
                     )
