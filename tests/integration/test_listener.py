@@ -16,6 +16,7 @@ from typing import TypeVar
 import pytest
 import trio
 
+from vxlan_evt.kernel.decode import NetlinkDecoder
 from vxlan_evt.kernel.listener import NetlinkListener, run_listener
 from vxlan_evt.model.defaults import DEFAULT_NETLINK_RCVBUF
 from vxlan_evt.model.events import Event, FdbEvent, L2Miss, L3Miss, LinkEvent, NeighEvent, Resync
@@ -101,6 +102,20 @@ async def test_link_table_is_seeded_before_started(
     listener, _ = listening
     vx = listener.links[a.ifindex("vx-42")]
     assert (vx.ifname, vx.kind, vx.vni, vx.master) == ("vx-42", "vxlan", 42, a.ifindex("br-42"))
+
+
+async def test_a_given_decoder_is_the_one_seeded(hosts: tuple[VxlanHost, VxlanHost]) -> None:
+    """The daemon hands `decoder.links` to others before the listener starts: same table."""
+    a, _ = hosts
+    decoder = NetlinkDecoder()
+    links = decoder.links  # a live view, taken before anything was dumped
+    async with trio.open_nursery() as nursery:
+        listener = await nursery.start(
+            NetlinkListener(Collector(), netns=a.host.name, decoder=decoder).run
+        )
+        assert listener.decoder is decoder
+        assert links[a.ifindex("vx-42")].ifname == "vx-42"
+        nursery.cancel_scope.cancel()
 
 
 async def test_l3_miss_from_the_container(

@@ -25,12 +25,14 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from vxlan_evt.daemon.config import DaemonConfig
 from vxlan_evt.driver.api import InFlight, create_plugin_app
+from vxlan_evt.driver.options import parse_network_options
 from vxlan_evt.driver.plan import network_of_link
-from vxlan_evt.driver.service import DriverService
+from vxlan_evt.driver.service import CurrentState, DriverService, NetworkGuard
 from vxlan_evt.driver.store import StateStore
 from vxlan_evt.etcd.client import EtcdClient
 from vxlan_evt.ipam.service import IpamService
 from vxlan_evt.ipam.store import EtcdIpamStore, IpamStore, LocalIpamStore
+from vxlan_evt.kernel.decode import NetlinkDecoder
 from vxlan_evt.kernel.links import NetlinkKernel
 from vxlan_evt.kernel.listener import NetlinkListener
 from vxlan_evt.kernel.packets import PacketSender
@@ -51,7 +53,7 @@ from vxlan_evt.resolve.arp import endpoint_ports
 from vxlan_evt.resolve.bus import EventBus
 from vxlan_evt.resolve.engine import AnsweredHook, EngineSettings, EventEngine
 from vxlan_evt.resolve.ondemand import OnDemand, device_mode, network_mode
-from vxlan_evt.resolve.peersync import PeerSync
+from vxlan_evt.resolve.peersync import PeerSync, PeerSyncRequest
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +81,22 @@ def open_packet_sender(config: DaemonConfig) -> PacketSender | None:
 
 
 def miss_hooks(
-    engine: EventEngine,
+    links: Mapping[int, LinkInfo],
     service: DriverService,
     sender: PacketSender | None,
     ondemand: OnDemand,
     metrics: Metrics,
 ) -> tuple[AnsweredHook, ...]:
-    """After a miss is programmed: answer the waiting container first, then track the entry."""
+    """After a miss is programmed: answer the waiting container first, then track the entry.
+
+    `links` is the listener's live link table."""
     hooks: list[AnsweredHook] = []
     if sender is not None:
 
         def ports(ifindex: int) -> list[str] | None:
-            return endpoint_ports(ifindex, engine.links, service.state)
+            return endpoint_ports(ifindex, links, service.state)
 
-        hooks.append(ArpAnswerer(sender, lambda: engine.links, ports, metrics))
+        hooks.append(ArpAnswerer(sender, lambda: links, ports, metrics))
     hooks.append(ondemand)
     return tuple(hooks)
 
@@ -109,14 +113,25 @@ def _prepare_socket_path(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
-KernelView = Callable[[], tuple[Mapping[int, LinkInfo], Mapping[int, Collection[Address]]]]
+def segment_of(record: NetworkRecord, vtepdev: str | None) -> dict[str, str]:
+    """The settings every host of a VNI must agree on, as the service parses them."""
+    options = parse_network_options(record.generic_options, vtepdev_override=vtepdev)
+    return segment_settings(options.vxlan)
 
 
 def open_etcd_peers(
-    config: DaemonConfig, service: DriverService, kernel: KernelView
+    config: DaemonConfig,
+    driver_state: CurrentState,
+    links: Mapping[int, LinkInfo],
+    addresses: Mapping[int, Collection[Address]],
+    *,
+    on_change: Callable[[], None],
 ) -> EtcdPeers | None:
     """The etcd backend, publishing this host's endpoints (and the addresses an operator
-    put on our bridges: `kernel` gives the listener's live links and addresses)."""
+    put on our bridges: `links` and `addresses` are the listener's live tables).
+
+    It reads the driver's state through `driver_state`, as the service reports its
+    changes to the backend and so is built after it."""
     if not config.etcd_endpoints:
         return None
     client = EtcdClient(
@@ -125,32 +140,54 @@ def open_etcd_peers(
         username=config.etcd_username,
         password=config.etcd_password,
     )
-    peers = EtcdPeers(
+    return EtcdPeers(
         client,
         prefix=config.etcd_prefix,
         host=config.hostname or socket.gethostname(),
         lease_ttl=config.etcd_lease_ttl,
         local=lambda: local_endpoints(
-            service.state,
+            driver_state.value,
             host=config.hostname or socket.gethostname(),
             advertise_address=config.advertise_address,
-            links=kernel()[0],
-            addresses=kernel()[1],
+            links=links,
+            addresses=addresses,
         ),
         local_networks=lambda: {
-            record.vni: encode_network(segment_of(record), record.pools)
-            for record in service.state.networks.values()
+            record.vni: encode_network(segment_of(record, config.vtepdev), record.pools)
+            for record in driver_state.value.networks.values()
         },
+        on_change=on_change,
     )
 
-    def segment_of(record: NetworkRecord) -> dict[str, str]:
-        return segment_settings(service.network_options(record.generic_options).vxlan)
+
+def etcd_network_guard(etcd: EtcdPeers, vtepdev: str | None) -> NetworkGuard:
+    """Refuse a network whose settings clash with what other hosts published for its VNI."""
 
     async def guard(record: NetworkRecord) -> str | None:
-        return await peers.check_network(record.vni, segment_of(record), record.pools)
+        return await etcd.check_network(record.vni, segment_of(record, vtepdev), record.pools)
 
-    service.network_guard = guard
-    return peers
+    return guard
+
+
+def local_change_callback(
+    etcd: EtcdPeers | None, sync_wanted: PeerSyncRequest
+) -> Callable[[], None]:
+    """When this host's endpoints change: republish them (with etcd), and resync."""
+    if etcd is None:
+        return sync_wanted.set
+
+    def local_changed() -> None:
+        etcd.local_changed()
+        sync_wanted.set()
+
+    return local_changed
+
+
+def address_change_callback(
+    etcd: EtcdPeers | None, local_changed: Callable[[], None]
+) -> Callable[[], None]:
+    """An address on one of our links matters only to what etcd publishes of this host."""
+    return local_changed if etcd is not None else lambda: None
 
 
 async def run_daemon(
@@ -159,56 +196,84 @@ async def run_daemon(
     shutdown: trio.Event | None = None,
     task_status: trio.TaskStatus[DriverService] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until `shutdown` is set (by SIGTERM/SIGINT unless the caller passes its own)."""
+    """Run until `shutdown` is set (by SIGTERM/SIGINT unless the caller passes its own).
+
+    Every object is built here, after what it needs, and given its callbacks then.
+    PeerSync reads the peer table, built from the backends that ask it for a sync: they
+    ask through `sync_wanted`, which exists first. The service reports its changes to
+    the etcd backend, which reads the service's state through `driver_state`.
+    """
     shutdown = shutdown or trio.Event()
-    static_peers = StaticPeers(config.peers_file)  # a bad peers file stops start-up, clearly
+    sync_wanted = PeerSyncRequest()
+    # A bad peers file stops start-up, clearly.
+    static_peers = StaticPeers(config.peers_file, on_change=sync_wanted.set)
     worker = NetlinkWorker()
     metrics = Metrics()
+    # The listener's link and address tables, live views shared before it runs.
+    decoder = NetlinkDecoder()
+    links, addresses = decoder.links, decoder.addresses
+    driver_state = CurrentState()
+    etcd = open_etcd_peers(config, driver_state, links, addresses, on_change=sync_wanted.set)
+    local_changed = local_change_callback(etcd, sync_wanted)
     service = DriverService(
         NetlinkKernel(worker),
         StateStore(config.state_dir),
         scope=config.scope,
         vtepdev=config.vtepdev,
+        state=driver_state,
+        on_change=local_changed,
+        network_guard=etcd_network_guard(etcd, config.vtepdev) if etcd is not None else None,
     )
-    etcd = open_etcd_peers(config, service, lambda: (engine.links, engine.addresses))
     ipam_store: IpamStore = (
         EtcdIpamStore(etcd.client, config.etcd_prefix)
         if etcd is not None
         else LocalIpamStore(config.state_dir)
     )
-    # One socket, one driver name: `--ipam-driver vxlan` reaches the same daemon.
-    service.handlers.update(
-        IpamService(ipam_store, config.hostname or socket.gethostname()).handlers
-    )
+    ipam = IpamService(ipam_store, config.hostname or socket.gethostname())
 
     def peer_table() -> PeerTable:
         if etcd is None:
             return static_peers.table
         return static_peers.table.merged(etcd.table)
 
+    peer_sync = PeerSync(
+        service,
+        worker,
+        metrics,
+        peer_table,
+        state_dir=config.state_dir,
+        advertise_address=config.advertise_address,
+        preprogram=lambda record: network_mode(record, config.resolve) == "preprogram",
+        links=lambda: links,
+        requests=sync_wanted,
+    )
+    ondemand = OnDemand(
+        worker,
+        metrics,
+        lambda ifindex: device_mode(ifindex, links, service.state.networks, config.resolve),
+        idle_timeout=config.idle_timeout,
+        path=config.state_dir / "ondemand.json",
+    )
+
+    def local_vteps(ifindex: int) -> tuple[IPAddress, ...]:
+        record = network_of_link(ifindex, links, service.state.networks)
+        vtep = vtep_of(record, config.advertise_address) if record is not None else None
+        return (ip_address(vtep),) if vtep else ()
+
+    sender = open_packet_sender(config)
     engine = EventEngine(
         EventBus(),
         worker,
         metrics,
         peer_table,
         EngineSettings(log_events=config.log_events, populate=config.populate),
+        links=links,
+        addresses=addresses,
+        local_vteps=local_vteps,
+        on_our_address_change=address_change_callback(etcd, local_changed),
+        hooks=miss_hooks(links, service, sender, ondemand, metrics),
     )
-    ondemand = OnDemand(
-        worker,
-        metrics,
-        lambda ifindex: device_mode(ifindex, engine.links, service.state.networks, config.resolve),
-        idle_timeout=config.idle_timeout,
-        path=config.state_dir / "ondemand.json",
-    )
-
-    def local_vteps(ifindex: int) -> tuple[IPAddress, ...]:
-        record = network_of_link(ifindex, engine.links, service.state.networks)
-        vtep = vtep_of(record, config.advertise_address) if record is not None else None
-        return (ip_address(vtep),) if vtep else ()
-
-    engine.local_vteps = local_vteps
-    sender = open_packet_sender(config)
-    engine.hooks = miss_hooks(engine, service, sender, ondemand, metrics)
+    listener = NetlinkListener(engine.on_event, rcvbuf=config.netlink_rcvbuf, decoder=decoder)
     observer = DaemonObserver(
         service,
         worker,
@@ -219,6 +284,9 @@ async def run_daemon(
         default_resolve=config.resolve,
     )
     in_flight = InFlight()
+    # One socket, one driver name: `--ipam-driver vxlan` reaches the same daemon.
+    plugin_app = create_plugin_app({**service.handlers, **ipam.handlers}, in_flight, metrics)
+    observe_app = create_observe_app(observer)
     sockets = [config.plugin_socket, config.api_socket]
     for path in sockets:
         _prepare_socket_path(path)
@@ -228,39 +296,17 @@ async def run_daemon(
             nursery.start_soon(static_peers.watch)
             await nursery.start(worker.run)
             await nursery.start(engine.run_resolver)
-            listener = NetlinkListener(engine.on_event, rcvbuf=config.netlink_rcvbuf)
             await nursery.start(listener.run)
-            engine.use_links(listener.decoder.links, listener.decoder.addresses)
             await service.load_and_reconcile()
-            peer_sync = PeerSync(
-                service,
-                worker,
-                metrics,
-                peer_table,
-                state_dir=config.state_dir,
-                advertise_address=config.advertise_address,
-                preprogram=lambda record: network_mode(record, config.resolve) == "preprogram",
-                links=lambda: engine.links,
-            )
             await nursery.start(peer_sync.run)
             await nursery.start(ondemand.run)
-            static_peers.on_change = peer_sync.changed
-            service.on_change = peer_sync.changed
             if etcd is not None:
-                etcd.on_change = peer_sync.changed
-
-                def local_changed() -> None:
-                    etcd.local_changed()
-                    peer_sync.changed()
-
-                service.on_change = local_changed
-                engine.on_our_address_change = local_changed
                 await nursery.start(etcd.run)
             async with trio.open_nursery() as servers:
                 await servers.start(
                     partial(
                         hypercorn_serve,
-                        create_plugin_app(service, in_flight, metrics),
+                        plugin_app,
                         hypercorn_config(
                             [f"unix:{config.plugin_socket}"], config.shutdown_grace, "plugin"
                         ),
@@ -273,7 +319,7 @@ async def run_daemon(
                 await servers.start(
                     partial(
                         hypercorn_serve,
-                        create_observe_app(observer),
+                        observe_app,
                         hypercorn_config(api_binds, config.shutdown_grace, "observe"),
                         shutdown_trigger=shutdown.wait,
                     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,8 +13,8 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE, parse_body
-from vxlan_evt.driver.service import DriverService
+from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE, implemented_interfaces, parse_body
+from vxlan_evt.driver.service import Handler
 from vxlan_evt.model.errors import UserError
 from vxlan_evt.model.metrics import Metrics
 
@@ -54,11 +54,24 @@ class InFlight:
 
 
 def create_plugin_app(
-    service: DriverService, in_flight: InFlight | None = None, metrics: Metrics | None = None
+    handlers: Mapping[str, Handler],
+    in_flight: InFlight | None = None,
+    metrics: Metrics | None = None,
 ) -> QuartTrio:
-    """The legacy plugin API: every call is `POST /<Method>` with a JSON body."""
+    """The legacy plugin API: every call is `POST /<Method>` with a JSON body.
+
+    `handlers` are every method served on this socket (the network driver's and the
+    IPAM driver's); `Plugin.Activate` names the interfaces they implement, so the
+    answer always matches what is served.
+    """
     app = QuartTrio("vxlan_evt.plugin")
     tracker = in_flight or InFlight()
+    implements = implemented_interfaces(handlers)
+
+    async def activate(_body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"Implements": list(implements)}
+
+    served: dict[str, Handler] = {**handlers, "Plugin.Activate": activate}
 
     @app.post("/<path:method>")
     async def call(method: str) -> Response:
@@ -66,7 +79,7 @@ def create_plugin_app(
             return await dispatch(method)
 
     async def dispatch(method: str) -> Response:
-        handler = service.handlers.get(method)
+        handler = served.get(method)
         if handler is None:
             return _reply({"Err": f"vxlan-evt does not implement {method}"}, 404)
         started = time.monotonic()

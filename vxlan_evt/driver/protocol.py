@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,8 @@ from vxlan_evt.model.errors import UserError
 
 PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 GENERIC_OPTIONS_KEY = "com.docker.network.generic"
+# The plugin interfaces one socket may serve, in the order `Plugin.Activate` names them.
+PLUGIN_INTERFACES = ("NetworkDriver", "IpamDriver")
 
 
 def parse_body(body: bytes | str) -> dict[str, Any]:
@@ -30,6 +32,12 @@ def parse_body(body: bytes | str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise UserError("request body must be a JSON object")
     return document
+
+
+def implemented_interfaces(methods: Iterable[str]) -> list[str]:
+    """What `Plugin.Activate` answers: every interface with a method among those served."""
+    served = {method.partition(".")[0] for method in methods}
+    return [interface for interface in PLUGIN_INTERFACES if interface in served]
 
 
 def _text(document: Mapping[str, Any], key: str, *, required: bool = True) -> str:

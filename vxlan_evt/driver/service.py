@@ -33,6 +33,8 @@ from vxlan_evt.model.state import DriverState, NetworkRecord
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
+# Why a new network may not exist (its settings clash with other hosts'), or None.
+NetworkGuard = Callable[[NetworkRecord], Awaitable[str | None]]
 
 
 class Kernel(Protocol):
@@ -43,8 +45,23 @@ class Kernel(Protocol):
     async def apply(self, actions: Sequence[Action]) -> None: ...
 
 
+class CurrentState:
+    """The driver state in force: the service replaces it, anyone may read it any time.
+
+    Shared by reference, so that what the service reports to (the etcd backend, which
+    publishes this host's endpoints) can be built before the service and still read it.
+    """
+
+    def __init__(self, state: DriverState | None = None) -> None:
+        self.value = state if state is not None else DriverState()
+
+
 class DriverService:
-    """Owns the driver state; every Docker method is an async method here."""
+    """Owns the driver state; every Docker method is an async method here.
+
+    `on_change` is called after every committed change (e.g. resync the peer table);
+    `network_guard`, when given, may refuse a new network before anything is created.
+    """
 
     def __init__(
         self,
@@ -53,18 +70,20 @@ class DriverService:
         *,
         scope: Scope = "local",
         vtepdev: str | None = None,
+        state: CurrentState | None = None,
+        on_change: Callable[[], None] = lambda: None,
+        network_guard: NetworkGuard | None = None,
     ) -> None:
         self.scope = scope
         self.vtepdev = vtepdev  # the daemon's --vtepdev: every network's VtepDev unless set
         self.kernel = kernel
         self.store = store
-        self.state = DriverState()
+        self.current = state if state is not None else CurrentState()
         self._lock = trio.Lock()
-        self.on_change: Callable[[], None] = lambda: None  # e.g. resync the peer table
-        # Why a new network may not exist (settings clash with other hosts), or None.
-        self.network_guard: Callable[[NetworkRecord], Awaitable[str | None]] | None = None
-        self.handlers: dict[str, Handler] = {
-            "Plugin.Activate": self.activate,
+        self.on_change = on_change
+        self.network_guard = network_guard
+        # The network driver's methods; the plugin app serves them with the IPAM driver's.
+        self.handlers: Mapping[str, Handler] = {
             "NetworkDriver.GetCapabilities": self.get_capabilities,
             "NetworkDriver.CreateNetwork": self.create_network,
             "NetworkDriver.DeleteNetwork": self.delete_network,
@@ -80,6 +99,14 @@ class DriverService:
             "NetworkDriver.AllocateNetwork": self.allocate_network,
             "NetworkDriver.FreeNetwork": self.no_op,
         }
+
+    @property
+    def state(self) -> DriverState:
+        return self.current.value
+
+    @state.setter
+    def state(self, state: DriverState) -> None:
+        self.current.value = state
 
     # --- helpers ------------------------------------------------------------
 
@@ -118,12 +145,6 @@ class DriverService:
         )
 
     # --- Docker methods -----------------------------------------------------
-
-    async def activate(self, _body: Mapping[str, Any]) -> dict[str, Any]:
-        implements = ["NetworkDriver"]
-        if "IpamDriver.RequestPool" in self.handlers:
-            implements.append("IpamDriver")
-        return {"Implements": implements}
 
     async def get_capabilities(self, _body: Mapping[str, Any]) -> dict[str, Any]:
         """Data scope is always local; `--scope` is the connectivity scope.

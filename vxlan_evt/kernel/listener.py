@@ -79,13 +79,16 @@ class NetlinkListener:
         groups: int = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
         clock: Callable[[], float] = time.time,
         drain_limit: int = 10_000,
+        decoder: NetlinkDecoder | None = None,
     ) -> None:
         self._emit = emit
         self._netns = netns
         self._rcvbuf = rcvbuf
         self._groups = groups
         self._drain_limit = drain_limit
-        self.decoder = NetlinkDecoder(clock=clock)
+        # A given decoder (its own clock applies) lets the daemon share the live link
+        # table with the objects it builds before the listener runs.
+        self.decoder = decoder if decoder is not None else NetlinkDecoder(clock=clock)
         self._stats = ListenerStatistics()
         self._losses = 0
         self._dump_seq = itertools.count(1)

@@ -45,6 +45,7 @@ class EtcdPeers:
         lease_ttl: int,
         local: Callable[[], list[PeerEndpoint]],
         local_networks: Callable[[], Mapping[int, bytes]] = dict,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -52,7 +53,7 @@ class EtcdPeers:
         self.lease_ttl = lease_ttl
         self.local = local
         self.local_networks = local_networks
-        self.on_change: Callable[[], None] = lambda: None
+        self.on_change = on_change  # called after every rebuild of the table
         self.connected = False
         self.table = PeerTable()
         self._remote: dict[bytes, PeerEndpoint] = {}

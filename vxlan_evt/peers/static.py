@@ -40,8 +40,14 @@ def load_peers_file(path: Path) -> PeerTable:
 class StaticPeers:
     """The current table of a peers file, or an empty one when no file was given."""
 
-    def __init__(self, path: Path | None, *, poll_interval: float = 1.0) -> None:
-        self.on_change: Callable[[], None] = lambda: None
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        poll_interval: float = 1.0,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.on_change = on_change  # called after a reload changed the table
         self.path = path
         self.poll_interval = poll_interval
         self.table = load_peers_file(path) if path is not None else PeerTable()

@@ -140,6 +140,14 @@ class EngineSettings:
 
 
 class EventEngine:
+    """Attributes, publishes and answers the listener's events.
+
+    `links` and `addresses` are the listener's live tables (its decoder's views);
+    `local_vteps` names this host's own VTEPs on a vxlan device (never an answer's
+    target); `on_our_address_change` is called when an address on one of our links
+    changed (a host joining a segment); `hooks` run after misses were programmed.
+    """
+
     def __init__(
         self,
         bus: EventBus[Any],
@@ -148,6 +156,10 @@ class EventEngine:
         peers: Callable[[], PeerTable],
         settings: EngineSettings = EngineSettings(),
         *,
+        links: Mapping[int, LinkInfo] = {},
+        addresses: Mapping[int, Collection[Address]] = {},
+        local_vteps: Callable[[int], Collection[IPAddress]] = lambda _ifindex: (),
+        on_our_address_change: Callable[[], None] = lambda: None,
         hooks: Sequence[AnsweredHook] = (),
     ) -> None:
         self.bus = bus
@@ -158,22 +170,12 @@ class EventEngine:
         self.settings = settings
         self.misses = MissLedger()
         self.throttle = LogThrottle()
-        self._owned: Mapping[int | str, Owner] = {}
-        self.links: Mapping[int, LinkInfo] = {}
-        self.addresses: Mapping[int, Collection[Address]] = {}
-        # Called when an address on one of our links changed (a host joining a segment).
-        self.on_our_address_change: Callable[[], None] = lambda: None
-        # This host's own VTEPs on a vxlan device (by ifindex): never an answer's target.
-        self.local_vteps: Callable[[int], Collection[IPAddress]] = lambda _ifindex: ()
-        self._send, self._receive = trio.open_memory_channel[Miss](settings.resolver_queue)
-
-    def use_links(
-        self, links: Mapping[int, LinkInfo], addresses: Mapping[int, Collection[Address]] = {}
-    ) -> None:
-        """Attribute events through this live link table (the listener's decoder's)."""
         self.links = links
         self.addresses = addresses
-        self._owned = OwnershipView(links)
+        self._owned: Mapping[int | str, Owner] = OwnershipView(links)
+        self.on_our_address_change = on_our_address_change
+        self.local_vteps = local_vteps
+        self._send, self._receive = trio.open_memory_channel[Miss](settings.resolver_queue)
 
     def on_event(self, event: Any) -> None:
         """The listener's callback: never blocks, never raises for one bad event."""

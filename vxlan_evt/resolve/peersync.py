@@ -53,6 +53,27 @@ def decode_entries(data: bytes) -> set[Entry]:
     return entries
 
 
+class PeerSyncRequest:
+    """Asks PeerSync for a sync soon; given to whoever changes the peer table or our networks.
+
+    Re-armable, and created before PeerSync's own inputs (the peer backends ask too), so
+    every change callback exists when the objects that call it are built.
+    """
+
+    def __init__(self) -> None:
+        self._asked = trio.Event()
+
+    def set(self) -> None:
+        self._asked.set()
+
+    async def wait(self) -> None:
+        """Until someone asks; re-armed however it ends, so asks until now count as one."""
+        try:
+            await self._asked.wait()
+        finally:
+            self._asked = trio.Event()
+
+
 class PeerSync:
     def __init__(
         self,
@@ -66,6 +87,7 @@ class PeerSync:
         preprogram: Callable[[NetworkRecord], bool] = lambda _record: True,
         links: Callable[[], Mapping[int, LinkInfo]] | None = None,
         interval: float = 30.0,
+        requests: PeerSyncRequest | None = None,
     ) -> None:
         self.service = service
         self.worker = worker
@@ -78,11 +100,11 @@ class PeerSync:
         self.path = state_dir / "programmed.json"
         self.owned: set[Entry] = set()
         self.last_plan = SyncPlan(frozenset(), frozenset())
-        self._wake = trio.Event()
+        self.requests = requests if requests is not None else PeerSyncRequest()
 
     def changed(self) -> None:
         """Ask for a sync soon (the peer table or our networks changed)."""
-        self._wake.set()
+        self.requests.set()
 
     def _devices(self, links: dict[str, int]) -> list[Device]:
         devices = []
@@ -165,8 +187,7 @@ class PeerSync:
         task_status.started()
         while True:
             with trio.move_on_after(self.interval):
-                await self._wake.wait()
-            self._wake = trio.Event()
+                await self.requests.wait()
             await self._sync_logged()
 
     async def _sync_logged(self) -> None:

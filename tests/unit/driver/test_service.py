@@ -11,12 +11,13 @@ import trio
 import trio.testing
 
 from vxlan_evt.driver.api import InFlight, create_plugin_app
-from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE
-from vxlan_evt.driver.service import DriverService
+from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE, implemented_interfaces
+from vxlan_evt.driver.service import CurrentState, DriverService
 from vxlan_evt.driver.store import StateStore
 from vxlan_evt.model.errors import Conflict, InvalidOption, NotFound, UserError
 from vxlan_evt.model.ownership import network_alias
 from vxlan_evt.model.plan import CreateVxlan
+from vxlan_evt.model.state import NetworkRecord
 from vxlan_evt.testing.fake_kernel import FakeKernel
 
 NET = "n" * 64
@@ -59,7 +60,7 @@ def make_service(kernel: FakeKernel, state_dir: Path, **settings: Any) -> Driver
 
 async def test_activate_and_capabilities(kernel: FakeKernel, tmp_path: Path) -> None:
     service = make_service(kernel, tmp_path, scope="global")
-    assert await service.activate({}) == {"Implements": ["NetworkDriver"]}
+    assert implemented_interfaces(service.handlers) == ["NetworkDriver"]
     # Data scope global would need a swarm manager (checked with dockerd in tests/e2e).
     assert await service.get_capabilities({}) == {"Scope": "local", "ConnectivityScope": "global"}
 
@@ -126,6 +127,39 @@ async def test_same_vni_twice_is_a_conflict(kernel: FakeKernel, tmp_path: Path) 
     await service.create_network(network_request())
     with pytest.raises(Conflict, match=r"VxlanId: 42 is already used by network nnnnnnnnnnnn"):
         await service.create_network(network_request(NET2, vxlanName="vx-b", bridgeName="br-b"))
+
+
+async def test_network_guard_refuses_before_anything_is_created(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    asked: list[int] = []
+
+    async def guard(record: NetworkRecord) -> str | None:
+        asked.append(record.vni)
+        return "VxlanId: 42 is used with other settings on host b" if record.vni == 42 else None
+
+    changes: list[None] = []
+    service = make_service(
+        kernel, tmp_path, network_guard=guard, on_change=lambda: changes.append(None)
+    )
+    with pytest.raises(Conflict, match="on host b"):
+        await service.create_network(network_request())
+    assert (asked, kernel.owned(), changes) == ([42], set(), [])
+    await service.create_network(network_request(VxlanId="43"))
+    assert asked == [42, 43] and len(changes) == 1
+
+
+async def test_the_state_in_force_is_shared_through_current_state(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    """What the etcd backend reads: built before the service, replaced by every commit."""
+    current = CurrentState()
+    service = make_service(kernel, tmp_path, state=current)
+    await service.create_network(network_request())
+    assert service.current is current and current.value is service.state
+    assert list(current.value.networks) == [NET]
+    await make_service(kernel, tmp_path, state=current).load_and_reconcile()
+    assert list(current.value.networks) == [NET]
 
 
 async def test_foreign_link_names_are_not_taken(kernel: FakeKernel, tmp_path: Path) -> None:
@@ -239,7 +273,7 @@ async def test_reconcile_on_a_clean_host_does_nothing(kernel: FakeKernel, tmp_pa
 
 
 async def post(service: DriverService, path: str, body: bytes) -> tuple[int, Any, str]:
-    client = create_plugin_app(service).test_client()
+    client = create_plugin_app(service.handlers).test_client()
     response = await client.post(path, data=body)
     return (
         response.status_code,

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from vxlan_evt.driver.api import create_plugin_app
 from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE, parse_body
 from vxlan_evt.driver.service import DriverService
+from vxlan_evt.driver.store import StateStore
 from vxlan_evt.ipam.allocation import PoolExhausted
 from vxlan_evt.ipam.service import IpamService
 from vxlan_evt.ipam.store import IPAM_FILE_NAME, LocalIpamStore
 from vxlan_evt.model.errors import Conflict, InvalidOption
+from vxlan_evt.testing.fake_kernel import FakeKernel
 
 POOL_ID = "vxlan-local/10.42.0.0/24/10.42.0.128/25"
 GATEWAY_OPTIONS = '{"RequestAddressType":"com.docker.network.gateway"}'
@@ -182,8 +184,8 @@ async def test_exhausted_range(tmp_path: Path) -> None:
 
 
 async def test_over_http_errors_are_docker_err(tmp_path: Path) -> None:
-    """The same socket and plugin app as the network driver (it only reads `handlers`)."""
-    app = create_plugin_app(cast(DriverService, make(tmp_path)))
+    """The same plugin app as the network driver, over the IPAM handlers."""
+    app = create_plugin_app(make(tmp_path).handlers)
     client = app.test_client()
     response = await client.post("/IpamDriver.RequestPool", data=pool_body())
     assert response.status_code == 200
@@ -192,3 +194,17 @@ async def test_over_http_errors_are_docker_err(tmp_path: Path) -> None:
     response = await client.post("/IpamDriver.RequestPool", data=pool_body("", ""))
     assert response.status_code == 400
     assert "--subnet 10.42.0.0/24" in json.loads(await response.get_data())["Err"]
+
+
+async def test_one_socket_activates_as_both_drivers(tmp_path: Path) -> None:
+    """The daemon serves the network and IPAM drivers on one socket: Activate names both."""
+    driver = DriverService(FakeKernel(), StateStore(tmp_path / "driver"))
+    app = create_plugin_app({**driver.handlers, **make(tmp_path).handlers})
+    response = await app.test_client().post("/Plugin.Activate", data=b"")
+    assert json.loads(await response.get_data()) == {"Implements": ["NetworkDriver", "IpamDriver"]}
+    response = (
+        await create_plugin_app(make(tmp_path).handlers)
+        .test_client()
+        .post("/Plugin.Activate", data=b"")
+    )
+    assert json.loads(await response.get_data()) == {"Implements": ["IpamDriver"]}

@@ -68,15 +68,18 @@ def test_bad_files_name_the_file(tmp_path: Path) -> None:
 def test_a_bad_edit_keeps_the_old_table(tmp_path: Path) -> None:
     path = tmp_path / "peers.json"
     path.write_text(json.dumps(GOOD))
-    peers = StaticPeers(path)
+    changes: list[None] = []
+    peers = StaticPeers(path, on_change=lambda: changes.append(None))
     assert len(peers.table.endpoints) == 1
     path.write_text('{"42": [{"ip": "nope"}]}')
     assert peers.reload_if_changed() is False
     assert len(peers.table.endpoints) == 1
+    assert changes == []  # the table in force did not change
     more = {
         "42": [*GOOD["42"], {"ip": "10.42.0.3", "mac": "02:42:0a:2a:00:03", "vtep": "192.0.2.3"}]
     }
     path.write_text(json.dumps(more))
     assert peers.reload_if_changed() is True
     assert len(peers.table.endpoints) == 2
+    assert len(changes) == 1
     assert peers.reload_if_changed() is False  # unchanged file: nothing to do

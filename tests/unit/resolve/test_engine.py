@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
 import trio
@@ -10,7 +11,7 @@ import trio.testing
 
 from vxlan_evt.model.entries import FdbEntry, NeighEntry
 from vxlan_evt.model.events import L2Miss, L3Miss, LinkEvent
-from vxlan_evt.model.links import LinkInfo
+from vxlan_evt.model.links import Address, LinkInfo
 from vxlan_evt.model.metrics import Metrics
 from vxlan_evt.peers.table import PeerEndpoint, PeerTable
 from vxlan_evt.resolve.bus import EventBus
@@ -30,7 +31,15 @@ def link(ifindex: int, name: str, alias: str | None) -> LinkInfo:
     return LinkInfo(ifindex, name, "vxlan", 42, 1450, None, alias, "UNKNOWN", True, None)
 
 
-def make_engine(populate: bool = True) -> tuple[EventEngine, FakeWorker]:
+LINKS = {7: link(7, "vx-42", f"vxlan-evt net={NET}"), 9: link(9, "vx-9", None)}
+
+
+def make_engine(
+    populate: bool = True,
+    *,
+    addresses: Mapping[int, Collection[Address]] = {},
+    on_our_address_change: Callable[[], None] = lambda: None,
+) -> tuple[EventEngine, FakeWorker]:
     worker = FakeWorker()
     engine = EventEngine(
         EventBus(),
@@ -38,8 +47,10 @@ def make_engine(populate: bool = True) -> tuple[EventEngine, FakeWorker]:
         Metrics(),
         lambda: PeerTable.build([PEER]),
         EngineSettings(log_events=False, populate=populate),
+        links=LINKS,
+        addresses=addresses,
+        on_our_address_change=on_our_address_change,
     )
-    engine.use_links({7: link(7, "vx-42", f"vxlan-evt net={NET}"), 9: link(9, "vx-9", None)})
     return engine, worker
 
 
@@ -132,11 +143,11 @@ def test_miss_ledger_evicts_the_least_recently_seen_row() -> None:
 
 
 def test_a_change_on_an_owned_link_with_addresses_republishes_the_host() -> None:
-    engine, _ = make_engine()
-    links = dict(engine.links)
-    engine.use_links(links, {7: {(ipaddress.ip_address("10.42.0.200"), 24)}})
     calls: list[None] = []
-    engine.on_our_address_change = lambda: calls.append(None)
+    engine, _ = make_engine(
+        addresses={7: {(ipaddress.ip_address("10.42.0.200"), 24)}},
+        on_our_address_change=lambda: calls.append(None),
+    )
     change = LinkEvent("change", 7, "vx-42", "vxlan", 42, 1450, None, None, "UP", True,
                        "02:42:00:00:00:99", ("change",))  # fmt: skip
     engine.on_event(change)
