@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from ipaddress import ip_address
@@ -143,11 +142,11 @@ def open_etcd_peers(
     return EtcdPeers(
         client,
         prefix=config.etcd_prefix,
-        host=config.hostname or socket.gethostname(),
+        host=config.host_name,
         lease_ttl=config.etcd_lease_ttl,
         local=lambda: local_endpoints(
             driver_state.value,
-            host=config.hostname or socket.gethostname(),
+            host=config.host_name,
             advertise_address=config.advertise_address,
             links=links,
             addresses=addresses,
@@ -229,7 +228,7 @@ async def run_daemon(
         if etcd is not None
         else LocalIpamStore(config.state_dir)
     )
-    ipam = IpamService(ipam_store, config.hostname or socket.gethostname())
+    ipam = IpamService(ipam_store, config.host_name)
 
     def peer_table() -> PeerTable:
         if etcd is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,11 @@ class DaemonConfig:
     etcd_lease_ttl: int = 10
     hostname: str = ""  # how this host names itself in etcd (default: the system hostname)
     advertise_address: str | None = None  # this host's VTEP address when SrcAddr is not set
+
+    @property
+    def host_name(self) -> str:
+        """How this host names itself to other hosts: --hostname, else the system's."""
+        return self.hostname or socket.gethostname()
 
     @property
     def driver_name(self) -> str:

@@ -13,8 +13,12 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE, implemented_interfaces, parse_body
-from vxlan_evt.driver.service import Handler
+from vxlan_evt.driver.protocol import (
+    PLUGIN_CONTENT_TYPE,
+    Handler,
+    implemented_interfaces,
+    parse_body,
+)
 from vxlan_evt.model.errors import UserError
 from vxlan_evt.model.metrics import Metrics
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,8 @@ PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 GENERIC_OPTIONS_KEY = "com.docker.network.generic"
 # The plugin interfaces one socket may serve, in the order `Plugin.Activate` names them.
 PLUGIN_INTERFACES = ("NetworkDriver", "IpamDriver")
+# One plugin API method: the decoded request body in, the response body out.
+Handler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def parse_body(body: bytes | str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from vxlan_evt.driver.protocol import (
     CreateEndpointRequest,
     CreateNetworkRequest,
     EndpointRef,
+    Handler,
     NetworkRef,
 )
 from vxlan_evt.driver.store import StateStore
@@ -32,7 +33,6 @@ from vxlan_evt.model.state import DriverState, NetworkRecord
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
 # Why a new network may not exist (its settings clash with other hosts'), or None.
 NetworkGuard = Callable[[NetworkRecord], Awaitable[str | None]]
 

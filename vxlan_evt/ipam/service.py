@@ -10,9 +10,10 @@ but the allocations needs remembering. Errors are `UserError`s, shown to the use
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from vxlan_evt.driver.protocol import Handler
 from vxlan_evt.ipam.allocation import (
     GLOBAL_ADDRESS_SPACE,
     LOCAL_ADDRESS_SPACE,
@@ -25,9 +26,6 @@ from vxlan_evt.ipam.store import IpamStore
 from vxlan_evt.model.errors import InvalidOption
 
 log = logging.getLogger(__name__)
-
-# As `service.Handler`; not imported from there, so that service.py may import this module.
-Handler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def _text(body: Mapping[str, Any], key: str) -> str:

@@ -102,10 +102,6 @@ class PeerSync:
         self.last_plan = SyncPlan(frozenset(), frozenset())
         self.requests = requests if requests is not None else PeerSyncRequest()
 
-    def changed(self) -> None:
-        """Ask for a sync soon (the peer table or our networks changed)."""
-        self.requests.set()
-
     def _devices(self, links: dict[str, int]) -> list[Device]:
         devices = []
         for record in self.service.state.networks.values():
