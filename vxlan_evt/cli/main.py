@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import trio
@@ -23,14 +25,26 @@ from vxlan_evt.model.defaults import DEFAULT_ETCD_PREFIX, DEFAULT_NETLINK_RCVBUF
 from vxlan_evt.model.errors import VxlanEvtError
 from vxlan_evt.model.modes import RESOLVE_MODES
 
+ENVIRONMENT_PREFIX = "VXLAN_EVT_"
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The command line; `serve`'s defaults come from `environ` (VXLAN_EVT_<FLAG>) if given."""
     parser = argparse.ArgumentParser(
         prog="vxlan-evt", description="Event-driven VXLAN network driver for Docker."
     )
     parser.add_argument("--version", action="version", version=f"vxlan-evt {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True)
-    serve = verbs.add_parser("serve", help="run the Docker network plugin in the foreground")
+    serve = verbs.add_parser(
+        "serve",
+        help="run the Docker network plugin in the foreground",
+        description="Run the Docker network plugin in the foreground. Every flag can also "
+        f"be set in the environment as {ENVIRONMENT_PREFIX}<FLAG> (e.g. "
+        f"{ENVIRONMENT_PREFIX}SCOPE=global, {ENVIRONMENT_PREFIX}ETCD=http://10.0.0.5:2379, "
+        f"{ENVIRONMENT_PREFIX}DEBUG=true, {ENVIRONMENT_PREFIX}POPULATE=false); a flag on the "
+        "command line wins, an empty variable counts as unset.",
+    )
     serve.add_argument("-d", "--debug", action="store_true", help="debug logging")
     serve.add_argument(
         "--scope",
@@ -156,8 +170,51 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IP",
         help="this host's VTEP address for networks without SrcAddr",
     )
+    if environ is not None:
+        serve.set_defaults(**environment_defaults(serve, environ))
     add_verbs(verbs)
     return parser
+
+
+def environment_variable(action: argparse.Action) -> str:
+    return ENVIRONMENT_PREFIX + action.dest.upper()
+
+
+def environment_defaults(
+    parser: argparse.ArgumentParser, environ: Mapping[str, str]
+) -> dict[str, object]:
+    """Defaults for `parser`'s flags from VXLAN_EVT_<DEST> variables, converted and checked
+    as the flag's own value would be (the managed plugin's settable env lands here)."""
+    defaults: dict[str, object] = {}
+    for action in parser._actions:  # argparse has no public list of a parser's actions
+        if not action.option_strings or action.dest == "help":
+            continue
+        name = environment_variable(action)
+        raw = environ.get(name, "").strip()
+        if not raw:
+            continue
+        if action.nargs == 0:  # a switch: --debug, --no-populate, --arp-answer/--no-...
+            word = raw.lower()
+            if word not in TRUE_WORDS + FALSE_WORDS:
+                raise SystemExit(f"vxlan-evt: {name}={raw!r}: use true or false")
+            # By dest, so a store_false switch reads naturally: POPULATE=false = --no-populate.
+            defaults[action.dest] = word in TRUE_WORDS
+            continue
+        defaults[action.dest] = environment_value(action, name, raw)
+    return defaults
+
+
+def environment_value(action: argparse.Action, name: str, raw: str) -> object:
+    convert = action.type if callable(action.type) else str
+    try:
+        value = convert(raw)
+    except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+        detail = str(exc) if isinstance(exc, argparse.ArgumentTypeError) else "not a valid value"
+        raise SystemExit(f"vxlan-evt: {name}={raw!r}: {detail}") from None
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise SystemExit(f"vxlan-evt: {name}={raw!r}: choose from {choices}")
+    return value
 
 
 def positive_seconds(value: str) -> float:
@@ -216,8 +273,9 @@ def etcd_tls(args: argparse.Namespace) -> tuple[str, str, str] | None:
     return (args.etcd_cert, args.etcd_key, args.etcd_ca)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(normalise_legacy_flags(sys.argv[1:] if argv is None else argv))
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    parser = build_parser(os.environ if environ is None else environ)
+    args = parser.parse_args(normalise_legacy_flags(sys.argv[1:] if argv is None else argv))
     if args.verb == "serve":
         from vxlan_evt.daemon.app import run_daemon
 

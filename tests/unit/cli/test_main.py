@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,55 @@ def test_bad_scope_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parse("serve", "--scope", "planet")
     assert "invalid choice: 'planet'" in capsys.readouterr().err
+
+
+def from_environment(environ: dict[str, str], *argv: str) -> DaemonConfig:
+    return daemon_config(build_parser(environ).parse_args(["serve", *argv]))
+
+
+def test_every_flag_can_come_from_the_environment() -> None:
+    config = from_environment(
+        {
+            "VXLAN_EVT_SCOPE": "global",
+            "VXLAN_EVT_ETCD": "http://10.0.0.5:2379,http://10.0.0.6:2379",
+            "VXLAN_EVT_RESOLVE": "on-demand",
+            "VXLAN_EVT_DEBUG": "true",
+            "VXLAN_EVT_POPULATE": "false",
+            "VXLAN_EVT_ARP_ANSWER": "off",
+            "VXLAN_EVT_IDLE_TIMEOUT": "60",
+            "VXLAN_EVT_STATE_DIR": "/srv/vxlan",
+            "VXLAN_EVT_VTEPDEV": "",  # empty: unset
+        }
+    )
+    assert config.scope == "global" and config.resolve == "on-demand"
+    assert config.etcd_endpoints == ("http://10.0.0.5:2379", "http://10.0.0.6:2379")
+    assert config.debug and not config.populate and not config.arp_answer
+    assert config.idle_timeout == 60.0 and config.state_dir == Path("/srv/vxlan")
+    assert config.vtepdev is None
+
+
+def test_the_command_line_beats_the_environment() -> None:
+    config = from_environment(
+        {"VXLAN_EVT_SCOPE": "global", "VXLAN_EVT_ARP_ANSWER": "false"}, "--scope", "local",
+        "--arp-answer",
+    )  # fmt: skip
+    assert config.scope == "local" and config.arp_answer
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"VXLAN_EVT_SCOPE": "glob"}, "VXLAN_EVT_SCOPE='glob': choose from local, global"),
+        ({"VXLAN_EVT_DEBUG": "maybe"}, "VXLAN_EVT_DEBUG='maybe': use true or false"),
+        ({"VXLAN_EVT_IDLE_TIMEOUT": "-1"}, "VXLAN_EVT_IDLE_TIMEOUT='-1': '-1' is not a positive"),
+        ({"VXLAN_EVT_NETLINK_RCVBUF": "8M"}, "VXLAN_EVT_NETLINK_RCVBUF='8M': not a valid value"),
+    ],
+)
+def test_a_bad_environment_value_names_its_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        build_parser(environ)
+
+
+def test_other_verbs_ignore_the_environment() -> None:
+    args = build_parser({"VXLAN_EVT_SCOPE": "global"}).parse_args(["networks"])
+    assert not hasattr(args, "scope")
