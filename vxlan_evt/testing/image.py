@@ -62,3 +62,22 @@ def run_plugin_container(
         tag, "serve", *args,
     )  # fmt: skip
     return started.stdout.strip()
+
+
+def create_managed_plugin(host: LabHost, image: str, name: str) -> str:
+    """tools/build-plugin.sh against `host`'s dockerd (the image loaded there already);
+    returns the plugin's ID. Like build_image_tar, the script runs outside the host."""
+    done = subprocess.run(
+        ["bash", "tools/build-plugin.sh", "--image", image, "--name", name],
+        cwd=REPO,
+        env=os.environ | host.docker_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise LabError(
+            f"tools/build-plugin.sh failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+        )
+    return host.docker("plugin", "inspect", name, "--format", "{{.Id}}").stdout.strip()

@@ -1,0 +1,77 @@
+"""The managed (v2) plugin: built from the image, created and enabled on a real, isolated
+dockerd, both network and IPAM driver under the plugin's name, configured by its env."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from vxlan_evt.testing.busybox import BUSYBOX_IMAGE, busybox_image
+from vxlan_evt.testing.fabric import Fabric
+from vxlan_evt.testing.image import create_managed_plugin, load_image
+from vxlan_evt.testing.lab import LabHost
+from vxlan_evt.testing.plugin_host import container_ip, owned_links
+
+if TYPE_CHECKING:
+    from tests.fixtures.plugin import LabFactory
+
+pytestmark = [pytest.mark.docker, pytest.mark.root]
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = "vxlan-evt:lab"
+
+
+def ping(host: LabHost, container: str, address: str) -> None:
+    result = host.docker("exec", container, "ping", "-c", "2", "-W", "2", address, check=False)
+    assert result.returncode == 0, f"{container} -> {address}:\n{result.stdout}{result.stderr}"
+
+
+def test_the_managed_plugin_serves_networks_and_ipam(
+    lab_factory: LabFactory,
+    lab_fabric: Fabric,
+    busybox_tar: Path,
+    vxlan_evt_image: Path,
+    tmp_path: Path,
+) -> None:
+    host = lab_factory("h1")
+    lab_fabric.attach(host)
+    busybox_image(host, busybox_tar)
+    plugin_id = create_managed_plugin(host, load_image(host, vxlan_evt_image), PLUGIN)
+    docker = host.docker
+    (tmp_path / "state").mkdir()
+    host.run(["mkdir", "-p", "/run/vxlan-evt"])  # the api mount's host side
+    docker("plugin", "set", PLUGIN, f"state.source={tmp_path / 'state'}")
+    docker("plugin", "set", PLUGIN, "VXLAN_EVT_RESOLVE=on-demand", "VXLAN_EVT_DEBUG=true")
+    started = time.monotonic()
+    docker("plugin", "enable", PLUGIN)
+    enable_seconds = time.monotonic() - started
+    print(f"docker plugin enable took {enable_seconds:.2f} s")
+    # Docker puts a managed plugin's socket in a directory named after its ID.
+    assert (host.plugins_dir / plugin_id / "vxlan.sock").is_socket()
+
+    docker(
+        "network", "create", "-d", PLUGIN, "--ipam-driver", PLUGIN,
+        "-o", "VxlanId=42", "-o", "VtepDev=eth1", "--subnet=10.42.0.0/24", "vxlan42",
+    )  # fmt: skip
+    for name in ("c1", "c2"):
+        docker("run", "-d", "--name", name, "--net", "vxlan42", BUSYBOX_IMAGE, "sleep", "3600")
+    first, second = container_ip(host, "c1"), container_ip(host, "c2")
+    assert first.startswith("10.42.0.") and second.startswith("10.42.0.")
+    ping(host, "c1", second)
+    ping(host, "c2", first)
+
+    # The observe API lands on the host's /run/vxlan-evt/api.sock: the CLI's default.
+    cli = str(REPO / ".venv/bin/vxlan-evt")
+    networks = host.run([cli, "networks"]).stdout
+    assert "vx-42" in networks and "on-demand" in networks, networks  # the env reached serve
+    assert first in host.run([cli, "endpoints"]).stdout
+    assert (tmp_path / "state" / "state.json").exists()
+
+    docker("rm", "-f", "c1", "c2")
+    docker("network", "rm", "vxlan42")
+    assert owned_links(host) == []
+    docker("plugin", "disable", PLUGIN)
+    docker("plugin", "rm", PLUGIN)
