@@ -3,7 +3,6 @@ dockerd, both network and IPAM driver under the plugin's name, configured by its
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,7 @@ import pytest
 
 from vxlan_evt.testing.busybox import BUSYBOX_IMAGE, busybox_image
 from vxlan_evt.testing.fabric import Fabric
-from vxlan_evt.testing.image import create_managed_plugin, load_image
+from vxlan_evt.testing.image import enable_managed_plugin
 from vxlan_evt.testing.lab import LabHost
 from vxlan_evt.testing.plugin_host import container_ip, owned_links
 
@@ -39,16 +38,13 @@ def test_the_managed_plugin_serves_networks_and_ipam(
     host = lab_factory("h1")
     lab_fabric.attach(host)
     busybox_image(host, busybox_tar)
-    plugin_id = create_managed_plugin(host, load_image(host, vxlan_evt_image), PLUGIN)
-    docker = host.docker
-    (tmp_path / "state").mkdir()
-    host.run(["mkdir", "-p", "/run/vxlan-evt"])  # the api mount's host side
-    docker("plugin", "set", PLUGIN, f"state.source={tmp_path / 'state'}")
-    docker("plugin", "set", PLUGIN, "VXLAN_EVT_RESOLVE=on-demand", "VXLAN_EVT_DEBUG=true")
-    started = time.monotonic()
-    docker("plugin", "enable", PLUGIN)
-    enable_seconds = time.monotonic() - started
+    enable_seconds = enable_managed_plugin(
+        host, vxlan_evt_image, PLUGIN, tmp_path / "state",
+        "VXLAN_EVT_RESOLVE=on-demand", "VXLAN_EVT_DEBUG=true",
+    )  # fmt: skip
     print(f"docker plugin enable took {enable_seconds:.2f} s")
+    docker = host.docker
+    plugin_id = docker("plugin", "inspect", PLUGIN, "--format", "{{.Id}}").stdout.strip()
     # Docker puts a managed plugin's socket in a directory named after its ID.
     assert (host.plugins_dir / plugin_id / "vxlan.sock").is_socket()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from vxlan_evt.testing.lab import LabHost
@@ -81,3 +82,18 @@ def create_managed_plugin(host: LabHost, image: str, name: str) -> str:
             f"tools/build-plugin.sh failed ({done.returncode}):\n{done.stdout}{done.stderr}"
         )
     return host.docker("plugin", "inspect", name, "--format", "{{.Id}}").stdout.strip()
+
+
+def enable_managed_plugin(
+    host: LabHost, image_tar: Path, name: str, state_dir: Path, *settings: str
+) -> float:
+    """Load the image, make it plugin `name` (tools/build-plugin.sh), point its state mount
+    at `state_dir`, apply `settings` (KEY=VALUE, as `docker plugin set` takes them) and
+    enable it. Returns how long `docker plugin enable` took, in seconds."""
+    create_managed_plugin(host, load_image(host, image_tar), name)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    host.run(["mkdir", "-p", "/run/vxlan-evt"])  # the api mount's host side
+    host.docker("plugin", "set", name, f"state.source={state_dir}", *settings)
+    started = time.monotonic()
+    host.docker("plugin", "enable", name)
+    return time.monotonic() - started

@@ -1,0 +1,122 @@
+"""Swarm services on vxlan-evt (the seed's one user issue): two lab hosts in a real swarm,
+the managed plugin on both, a swarm-scope network made from per-node config-only networks
+(`--config-from`, the macvlan way), a service with a task on each node, tasks that ping
+each other across hosts, and a standalone container on the attachable network."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from vxlan_evt.testing.busybox import BUSYBOX_IMAGE, busybox_image
+from vxlan_evt.testing.fabric import Fabric
+from vxlan_evt.testing.image import enable_managed_plugin
+from vxlan_evt.testing.lab import LabHost
+from vxlan_evt.testing.plugin_host import owned_links
+from vxlan_evt.testing.swarm import (
+    container_ipv4,
+    form_swarm,
+    running_tasks,
+    task_container,
+    wait_until,
+)
+
+if TYPE_CHECKING:
+    from tests.fixtures.plugin import LabFactory
+
+pytestmark = [pytest.mark.docker, pytest.mark.root]
+
+PLUGIN = "vxlan-evt:lab"
+# Each node's config-only network hands out its own half of the subnet: with a local-scope
+# driver, swarm leaves address allocation to every node (see the README's Swarm section).
+IP_RANGES = ("10.42.0.0/25", "10.42.0.128/25")
+
+
+@dataclass
+class Swarm:
+    manager: LabHost
+    worker: LabHost
+
+    @property
+    def hosts(self) -> tuple[LabHost, LabHost]:
+        return self.manager, self.worker
+
+
+@pytest.fixture
+def swarm(
+    lab_factory: LabFactory, lab_fabric: Fabric, busybox_tar: Path, vxlan_evt_image: Path,
+    tmp_path: Path,
+) -> Iterator[Swarm]:  # fmt: skip
+    hosts = [lab_factory("a"), lab_factory("b")]
+    for host in hosts:
+        lab_fabric.attach(host)
+        busybox_image(host, busybox_tar)
+        enable_managed_plugin(
+            host, vxlan_evt_image, PLUGIN, tmp_path / f"state-{host.name}",
+            "VXLAN_EVT_SCOPE=global",  # connectivity scope global: swarm accepts the driver
+        )  # fmt: skip
+    manager = form_swarm(hosts, lab_fabric)
+    yield Swarm(manager, hosts[1])
+
+
+def can_ping(host: LabHost, container: str, address: str) -> bool:
+    ping = host.docker("exec", container, "ping", "-c", "1", "-W", "1", address, check=False)
+    return ping.returncode == 0
+
+
+def test_a_service_gets_a_task_on_each_node_and_the_tasks_ping(swarm: Swarm) -> None:
+    for host, ip_range in zip(swarm.hosts, IP_RANGES, strict=True):
+        host.docker(
+            "network", "create", "--config-only",
+            "-o", "VxlanId=42", "-o", "Group=239.1.1.1", "-o", "VtepDev=eth1",
+            "--subnet", "10.42.0.0/24", "--gateway", "10.42.0.254", "--ip-range", ip_range,
+            "cfg42",
+        )  # fmt: skip
+    manager = swarm.manager
+    manager.docker(
+        "network", "create", "-d", PLUGIN, "--scope", "swarm", "--config-from", "cfg42",
+        "--attachable", "net42",
+    )  # fmt: skip
+    started = time.monotonic()
+    manager.docker(
+        "service", "create", "--detach", "--no-resolve-image", "--name", "pinger",
+        "--network", "net42", "--replicas", "2", "--replicas-max-per-node", "1",
+        "--endpoint-mode", "dnsrr", BUSYBOX_IMAGE, "sleep", "3600",
+    )  # fmt: skip
+    wait_until(lambda: len(running_tasks(manager, "pinger")) == 2, "2 running tasks", 90)
+    tasks = {host.name: task_container(host, "pinger") for host in swarm.hosts}
+    addresses = {name: container_ipv4(host, tasks[name]) for name, host in
+                 zip(tasks, swarm.hosts, strict=True)}  # fmt: skip
+    a, b = swarm.hosts
+    assert addresses["a"] != addresses["b"]
+    wait_until(lambda: can_ping(a, tasks["a"], addresses["b"]), "ping a -> b", 30)
+    wait_until(lambda: can_ping(b, tasks["b"], addresses["a"]), "ping b -> a", 30)
+    print(f"docker service create -> both tasks ping: {time.monotonic() - started:.1f} s")
+
+    # A standalone container joins the attachable network on the worker.
+    b.docker("run", "-d", "--name", "solo", "--network", "net42", BUSYBOX_IMAGE, "sleep", "600")
+    solo = container_ipv4(b, "solo")
+    assert solo not in addresses.values()
+    wait_until(lambda: can_ping(a, tasks["a"], solo), "ping a's task -> standalone on b", 30)
+
+    b.docker("rm", "-f", "solo")
+    manager.docker("service", "rm", "pinger")
+    for host in swarm.hosts:
+        wait_until(partial(no_containers, host), f"no containers left on {host.name}", 60)
+    manager.docker("network", "rm", "net42")
+    for host in swarm.hosts:
+        wait_until(partial(no_links_of_ours, host), f"no links of ours on {host.name}", 30)
+
+
+def no_containers(host: LabHost) -> bool:
+    return not host.docker("ps", "-q").stdout.strip()
+
+
+def no_links_of_ours(host: LabHost) -> bool:
+    return owned_links(host) == []
