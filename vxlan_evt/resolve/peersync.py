@@ -66,6 +66,10 @@ class PeerSyncRequest:
     def set(self) -> None:
         self._asked.set()
 
+    def forget(self) -> None:
+        """Drop the asks made so far: a sync that starts now answers them."""
+        self._asked = trio.Event()
+
     async def wait(self) -> None:
         """Until someone asks; re-armed however it ends, so asks until now count as one."""
         try:
@@ -179,6 +183,9 @@ class PeerSync:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await trio.to_thread.run_sync(self._load)
+        # The start-up sync answers every ask made before it (the state's own load, a
+        # peers file read at start): without this a second full sync would follow at once.
+        self.requests.forget()
         await self._sync_logged()
         task_status.started()
         while True:

@@ -40,3 +40,15 @@ async def test_a_waiter_wakes_when_asked() -> None:
         assert woken == []
         request.set()
     assert woken == [None]
+
+
+async def test_forget_drops_the_asks_made_so_far() -> None:
+    request = PeerSyncRequest()
+    request.set()
+    request.forget()
+    with trio.move_on_after(0.05) as waited:
+        await request.wait()
+    assert waited.cancelled_caught, "a forgotten ask must not wake the next wait"
+    request.set()
+    with trio.fail_after(1):
+        await request.wait()
