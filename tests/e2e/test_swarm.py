@@ -1,7 +1,12 @@
 """Swarm services on vxlan-evt (the seed's one user issue): two lab hosts in a real swarm,
 the managed plugin on both, a swarm-scope network made from per-node config-only networks
 (`--config-from`, the macvlan way), a service with a task on each node, tasks that ping
-each other across hosts, and a standalone container on the attachable network."""
+each other across hosts, and a standalone container on the attachable network.
+
+Two ways to keep the tasks' addresses apart (swarm leaves address allocation to every
+node for a local-scope driver): each node's config-only network hands out its own
+`--ip-range` (peers found by a multicast Group), or vxlan-evt's IPAM and peers go
+through etcd (one subnet, no Group: unicast VXLAN, entries from etcd)."""
 
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.fixtures.plugin import require
 from vxlan_evt.testing.busybox import BUSYBOX_IMAGE, busybox_image
+from vxlan_evt.testing.etcd import EtcdServer, find_etcd
 from vxlan_evt.testing.fabric import Fabric
 from vxlan_evt.testing.image import enable_managed_plugin
 from vxlan_evt.testing.lab import LabHost
@@ -48,21 +55,56 @@ class Swarm:
         return self.manager, self.worker
 
 
+@dataclass
+class SwarmRig:
+    """Builds the two-node swarm once the test has said how its plugins are set."""
+
+    lab_factory: LabFactory
+    fabric: Fabric
+    busybox_tar: Path
+    image: Path
+    tmp_path: Path
+
+    def __call__(self, *settings: str) -> Swarm:
+        hosts = [self.lab_factory("a"), self.lab_factory("b")]
+        for host in hosts:
+            self.fabric.attach(host)
+            busybox_image(host, self.busybox_tar)
+            enable_managed_plugin(
+                host, self.image, PLUGIN, self.tmp_path / f"state-{host.name}",
+                "VXLAN_EVT_SCOPE=global",  # connectivity scope global: swarm accepts it
+                f"VXLAN_EVT_HOSTNAME={host.name}",  # lab hosts share the machine's hostname
+                f"VXLAN_EVT_ADVERTISE_ADDRESS={self.fabric.address_of(host)}",  # our VTEP
+                *settings,
+            )  # fmt: skip
+        return Swarm(form_swarm(hosts, self.fabric), hosts[1])
+
+
 @pytest.fixture
-def swarm(
+def swarm_rig(
     lab_factory: LabFactory, lab_fabric: Fabric, busybox_tar: Path, vxlan_evt_image: Path,
     tmp_path: Path,
-) -> Iterator[Swarm]:  # fmt: skip
-    hosts = [lab_factory("a"), lab_factory("b")]
-    for host in hosts:
-        lab_fabric.attach(host)
-        busybox_image(host, busybox_tar)
-        enable_managed_plugin(
-            host, vxlan_evt_image, PLUGIN, tmp_path / f"state-{host.name}",
-            "VXLAN_EVT_SCOPE=global",  # connectivity scope global: swarm accepts the driver
-        )  # fmt: skip
-    manager = form_swarm(hosts, lab_fabric)
-    yield Swarm(manager, hosts[1])
+) -> SwarmRig:  # fmt: skip
+    return SwarmRig(lab_factory, lab_fabric, busybox_tar, vxlan_evt_image, tmp_path)
+
+
+@pytest.fixture
+def fabric_etcd(lab_fabric: Fabric, tmp_path: Path) -> Iterator[EtcdServer]:
+    """A real etcd on the fabric switch's own address, reachable from every lab host."""
+    binary = find_etcd()
+    if binary is None:
+        require(["etcd binary not found (apt-get install etcd-server)"])
+        raise AssertionError("unreachable")
+    (tmp_path / "etcd").mkdir()
+    etcd = EtcdServer(
+        binary, tmp_path / "etcd", netns=lab_fabric.netns, address=lab_fabric.bridge_address(),
+        client_port=2379,
+    )  # fmt: skip
+    try:
+        etcd.start()
+        yield etcd
+    finally:
+        etcd.close()
 
 
 def can_ping(host: LabHost, container: str, address: str) -> bool:
@@ -70,7 +112,8 @@ def can_ping(host: LabHost, container: str, address: str) -> bool:
     return ping.returncode == 0
 
 
-def test_a_service_gets_a_task_on_each_node_and_the_tasks_ping(swarm: Swarm) -> None:
+def test_a_service_gets_a_task_on_each_node_and_the_tasks_ping(swarm_rig: SwarmRig) -> None:
+    swarm = swarm_rig()
     for host, ip_range in zip(swarm.hosts, IP_RANGES, strict=True):
         host.docker(
             "network", "create", "--config-only",
@@ -78,6 +121,25 @@ def test_a_service_gets_a_task_on_each_node_and_the_tasks_ping(swarm: Swarm) -> 
             "--subnet", "10.42.0.0/24", "--gateway", "10.42.0.254", "--ip-range", ip_range,
             "cfg42",
         )  # fmt: skip
+    pinging_service_across_hosts(swarm)
+
+
+def test_with_etcd_one_subnet_serves_every_node(
+    swarm_rig: SwarmRig, fabric_etcd: EtcdServer
+) -> None:
+    """Our IPAM over etcd keeps the nodes' addresses apart, and etcd carries the peers."""
+    swarm = swarm_rig(f"VXLAN_EVT_ETCD={fabric_etcd.url}")
+    for host in swarm.hosts:
+        host.docker(
+            "network", "create", "--config-only", "--ipam-driver", PLUGIN,
+            "-o", "VxlanId=42", "-o", "VtepDev=eth1", "--subnet", "10.42.0.0/24", "cfg42",
+        )  # fmt: skip
+    pinging_service_across_hosts(swarm)
+
+
+def pinging_service_across_hosts(swarm: Swarm) -> None:
+    """Swarm network from cfg42, a 2-task service (one per node), pings both ways, a
+    standalone container on the attachable network, then everything removed again."""
     manager = swarm.manager
     manager.docker(
         "network", "create", "-d", PLUGIN, "--scope", "swarm", "--config-from", "cfg42",
