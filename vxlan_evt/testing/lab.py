@@ -306,9 +306,11 @@ class LabHost:
         proc: subprocess.Popen[bytes] | None = None,
         log_path: Path | None = None,
         timeout: float = 20.0,
+        socket_path: Path | None = None,
     ) -> Path:
-        """Until /run/docker/plugins/<driver>.sock accepts connections; returns its outside path."""
-        path = self.plugin_socket(driver)
+        """Until /run/docker/plugins/<driver>.sock (or `socket_path`, seen from outside)
+        accepts connections; returns its outside path."""
+        path = socket_path or self.plugin_socket(driver)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
