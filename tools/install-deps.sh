@@ -3,13 +3,13 @@
 # network namespaces and veths (iproute2), nsenter/unshare/mount (util-linux, mount), an
 # isolated dockerd 20.10 with its containerd and runc (docker.io), an offline container image
 # (busybox-static: must be the static build), ping, etcd, systemd (only for `systemd-analyze
-# verify` of our unit), mmdebstrap (the Debian base of our image); and a virtualenv at .venv
-# with the package and its test extra. Installs only what is missing; safe to run again.
+# verify` of our unit), prometheus (scrapes a daemon in a test), mmdebstrap (the Debian base
+# of our image); and a virtualenv at .venv with the package and its test extra. Installs only what is missing; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(iproute2 util-linux mount coreutils tar docker.io containerd runc busybox-static
-      iputils-ping etcd-server etcd-client mmdebstrap systemd)
+      iputils-ping etcd-server etcd-client mmdebstrap systemd prometheus)
 missing=()
 for pkg in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

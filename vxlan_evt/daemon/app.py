@@ -235,6 +235,10 @@ async def run_daemon(
             return static_peers.table
         return static_peers.table.merged(etcd.table)
 
+    metrics.track_peers(lambda: len(peer_table().endpoints))
+    if etcd is not None:
+        metrics.track_etcd(lambda: etcd.connected)
+
     peer_sync = PeerSync(
         service,
         worker,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -65,6 +67,27 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+        self.peers = Gauge(
+            "vxlan_evt_peers",
+            "Remote endpoints in the peer table (peers file and etcd), read at scrape time",
+            registry=self.registry,
+        )
+        self.etcd_connected: Gauge | None = None  # only with an etcd backend: see track_etcd
+
+    def track_peers(self, count: Callable[[], int]) -> None:
+        """`vxlan_evt_peers` reads `count()` at every scrape."""
+        self.peers.set_function(count)
+
+    def track_etcd(self, connected: Callable[[], bool]) -> None:
+        """`vxlan_evt_etcd_connected`, 1 while the etcd session is up: registered only when
+        there is an etcd backend, so an alert on 0 cannot fire on a host without one."""
+        self.etcd_connected = Gauge(
+            "vxlan_evt_etcd_connected",
+            "1 while this host's etcd session (its lease) is up, 0 while etcd is unreachable",
+            registry=self.registry,
+        )
+        self.etcd_connected.set_function(lambda: float(connected()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
