@@ -10,6 +10,7 @@ through etcd (one subnet, no Group: unicast VXLAN, entries from etcd)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
 PLUGIN = "vxlan-evt:lab"
+STUB_PLUGIN = Path(__file__).resolve().parents[2] / "vxlan_evt" / "testing" / "stub_plugin.py"
 # Each node's config-only network hands out its own half of the subnet: with a local-scope
 # driver, swarm leaves address allocation to every node (see the README's Swarm section).
 IP_RANGES = ("10.42.0.0/25", "10.42.0.128/25")
@@ -182,3 +184,20 @@ def no_containers(host: LabHost) -> bool:
 
 def no_links_of_ours(host: LabHost) -> bool:
     return owned_links(host) == []
+
+
+def test_docker_20_10_refuses_a_global_scope_driver_outside_swarm(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    """Why vxlan-evt does not report `Scope: global` (the AllocateNetwork shape): the same
+    plugin could then not serve a host outside swarm. Reproduced with a stub driver."""
+    host = lab_factory("h1")
+    log = tmp_path / "stub.log"
+    stub = host.spawn(
+        [sys.executable, str(STUB_PLUGIN), "/run/docker/plugins/gstub.sock", "global"], log
+    )
+    host.wait_for_plugin("gstub", proc=stub, log_path=log)
+    refused = host.docker("network", "create", "-d", "gstub", "n1", check=False)
+    assert refused.returncode != 0
+    assert "This node is not a swarm manager" in refused.stderr, refused.stderr
+    assert host.stop_process(stub) == 0
