@@ -43,13 +43,19 @@ if ! command -v mmdebstrap >/dev/null; then
 fi
 
 cache=${VXEVT_IMAGE_CACHE:-/var/cache/vxlan-evt}
-key=$( (cat "$sources"; echo "$suite $packages minbase nodocs") | sha256sum | cut -c1-12)
+# mmdebstrap's merged-usr hook lays out merged /usr itself: without it bookworm installs the
+# usrmerge package, which pulls in all of perl (~50 MB of the image).
+hooks=()
+if [ -d /usr/share/mmdebstrap/hooks/merged-usr ]; then
+    hooks=(--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
+fi
+key=$( (cat "$sources"; echo "$suite $packages minbase nodocs ${hooks[*]}") | sha256sum | cut -c1-12)
 base_tar="$cache/base-$suite-$key.tar"
 base_image="local/vxlan-evt-base:$key"
 mkdir -p "$cache"
 if [ ! -s "$base_tar" ]; then
     echo "== base: mmdebstrap $suite ($packages) -> $base_tar"
-    mmdebstrap --quiet --variant=minbase --include="$packages" \
+    mmdebstrap --quiet --variant=minbase --include="$packages" "${hooks[@]}" \
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
         --dpkgopt='path-exclude=/usr/share/info/*' \
