@@ -35,6 +35,7 @@ def build_image_tar(dest: Path, *, base_dir: Path | None = None, tag: str = IMAG
         raise LabError(
             f"tools/build-image.sh failed ({done.returncode}):\n{done.stdout}{done.stderr}"
         )
+    print(done.stdout)  # which base, and the image's size: into the test's log
     return dest
 
 
