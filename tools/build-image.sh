@@ -21,9 +21,11 @@ tag="vxlan-evt:${version}"
 save=""
 while [ $# -gt 0 ]; do
     case "$1" in
-        --tag) tag="$2"; shift 2 ;;
-        --save) save="$2"; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --tag|--save)
+            if [ $# -lt 2 ]; then echo "build-image.sh: $1 needs a value" >&2; exit 2; fi
+            if [ "$1" = --tag ]; then tag="$2"; else save="$2"; fi
+            shift 2 ;;
+        -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
         *) echo "build-image.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -70,9 +72,17 @@ fi
 echo "== wheels: build/wheels"
 python=.venv/bin/python
 [ -x "$python" ] || python=python3
-rm -rf build/wheels
-"$python" -m pip wheel -q --disable-pip-version-check --wheel-dir build/wheels . 2>&1 \
-    | grep -v "^WARNING: Location" || true
+# All of build/: setuptools leaves build/lib there, which would put modules since deleted
+# from vxlan_evt/ into the wheel.
+rm -rf build
+if ! "$python" -m pip wheel -q --disable-pip-version-check --wheel-dir build/wheels . \
+        > build-wheels.log 2>&1; then
+    grep -v "^WARNING: Location" build-wheels.log >&2
+    rm -f build-wheels.log
+    echo "build-image.sh: pip wheel failed" >&2
+    exit 1
+fi
+rm -f build-wheels.log
 ls build/wheels/vxlan_evt-"$version"-*.whl >/dev/null
 
 echo "== docker build $tag (FROM $base_image)"

@@ -22,11 +22,13 @@ enable=0
 replace=0
 while [ $# -gt 0 ]; do
     case "$1" in
-        --image) image="$2"; shift 2 ;;
-        --name) name="$2"; shift 2 ;;
+        --image|--name)
+            if [ $# -lt 2 ]; then echo "build-plugin.sh: $1 needs a value" >&2; exit 2; fi
+            if [ "$1" = --image ]; then image="$2"; else name="$2"; fi
+            shift 2 ;;
         --enable) enable=1; shift ;;
         --replace) replace=1; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
         *) echo "build-plugin.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done

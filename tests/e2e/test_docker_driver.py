@@ -12,7 +12,7 @@ import pytest
 
 from vxlan_evt.testing.busybox import BUSYBOX_IMAGE, busybox_image
 from vxlan_evt.testing.fabric import Fabric
-from vxlan_evt.testing.plugin_host import PluginHost
+from vxlan_evt.testing.plugin_host import PluginHost, assert_ping
 
 if TYPE_CHECKING:
     from tests.fixtures.plugin import LabFactory
@@ -52,10 +52,7 @@ def run_container(plugin: PluginHost, name: str) -> str:
 
 
 def ping(plugin: PluginHost, container: str, address: str) -> None:
-    result = plugin.host.docker(
-        "exec", container, "ping", "-c", "2", "-W", "2", address, check=False
-    )
-    assert result.returncode == 0, f"{container} -> {address}:\n{result.stdout}{result.stderr}"
+    assert_ping(plugin.host, container, address)
 
 
 def test_walkthrough_on_one_host(plugin_host: PluginHost) -> None:

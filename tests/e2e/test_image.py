@@ -3,40 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
 from vxlan_evt import __version__
-from vxlan_evt.testing.busybox import BUSYBOX_IMAGE, busybox_image
-from vxlan_evt.testing.fabric import Fabric
+from vxlan_evt.testing.busybox import BUSYBOX_IMAGE
 from vxlan_evt.testing.image import PLUGIN_CONTAINER, load_image, run_plugin_container
 from vxlan_evt.testing.lab import LabHost
-from vxlan_evt.testing.plugin_host import container_ip, owned_links
-
-if TYPE_CHECKING:
-    from tests.fixtures.plugin import LabFactory
+from vxlan_evt.testing.plugin_host import assert_ping, container_ip, owned_links
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def ping(host: LabHost, container: str, address: str) -> None:
-    result = host.docker("exec", container, "ping", "-c", "2", "-W", "2", address, check=False)
-    assert result.returncode == 0, f"{container} -> {address}:\n{result.stdout}{result.stderr}"
-
-
 def test_the_image_is_the_plugin_of_a_real_dockerd(
-    lab_factory: LabFactory,
-    lab_fabric: Fabric,
-    busybox_tar: Path,
-    vxlan_evt_image: Path,
-    tmp_path: Path,
+    fabric_host: LabHost, vxlan_evt_image: Path, tmp_path: Path
 ) -> None:
-    host = lab_factory("h1")
-    lab_fabric.attach(host)
-    busybox_image(host, busybox_tar)
+    host = fabric_host
     tag = load_image(host, vxlan_evt_image)
     version = host.docker("run", "--rm", tag, "--version").stdout.strip()
     assert version == f"vxlan-evt {__version__}"
@@ -55,8 +39,8 @@ def test_the_image_is_the_plugin_of_a_real_dockerd(
     for name in ("c1", "c2"):
         docker("run", "-d", "--name", name, "--net", "vxlan42", BUSYBOX_IMAGE, "sleep", "3600")
     first, second = container_ip(host, "c1"), container_ip(host, "c2")
-    ping(host, "c1", second)
-    ping(host, "c2", first)
+    assert_ping(host, "c1", second)
+    assert_ping(host, "c2", first)
     assert (tmp_path / "state" / "state.json").exists(), "the state lands in the mounted dir"
 
     # The CLI in the container, and on the host through the mounted /run/vxlan-evt/api.sock

@@ -4,18 +4,13 @@ dockerd, both network and IPAM driver under the plugin's name, configured by its
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-from vxlan_evt.testing.busybox import BUSYBOX_IMAGE, busybox_image
-from vxlan_evt.testing.fabric import Fabric
+from vxlan_evt.testing.busybox import BUSYBOX_IMAGE
 from vxlan_evt.testing.image import enable_managed_plugin
 from vxlan_evt.testing.lab import LabHost
-from vxlan_evt.testing.plugin_host import container_ip, owned_links
-
-if TYPE_CHECKING:
-    from tests.fixtures.plugin import LabFactory
+from vxlan_evt.testing.plugin_host import assert_ping, container_ip, owned_links
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
@@ -23,21 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 PLUGIN = "vxlan-evt:lab"
 
 
-def ping(host: LabHost, container: str, address: str) -> None:
-    result = host.docker("exec", container, "ping", "-c", "2", "-W", "2", address, check=False)
-    assert result.returncode == 0, f"{container} -> {address}:\n{result.stdout}{result.stderr}"
-
-
 def test_the_managed_plugin_serves_networks_and_ipam(
-    lab_factory: LabFactory,
-    lab_fabric: Fabric,
-    busybox_tar: Path,
-    vxlan_evt_image: Path,
-    tmp_path: Path,
+    fabric_host: LabHost, vxlan_evt_image: Path, tmp_path: Path
 ) -> None:
-    host = lab_factory("h1")
-    lab_fabric.attach(host)
-    busybox_image(host, busybox_tar)
+    host = fabric_host
     enable_seconds = enable_managed_plugin(
         host, vxlan_evt_image, PLUGIN, tmp_path / "state",
         "VXLAN_EVT_RESOLVE=on-demand", "VXLAN_EVT_DEBUG=true",
@@ -56,8 +40,8 @@ def test_the_managed_plugin_serves_networks_and_ipam(
         docker("run", "-d", "--name", name, "--net", "vxlan42", BUSYBOX_IMAGE, "sleep", "3600")
     first, second = container_ip(host, "c1"), container_ip(host, "c2")
     assert first.startswith("10.42.0.") and second.startswith("10.42.0.")
-    ping(host, "c1", second)
-    ping(host, "c2", first)
+    assert_ping(host, "c1", second)
+    assert_ping(host, "c2", first)
 
     # The observe API lands on the host's /run/vxlan-evt/api.sock: the CLI's default.
     cli = str(REPO / ".venv/bin/vxlan-evt")

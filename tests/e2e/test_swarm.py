@@ -26,9 +26,8 @@ from vxlan_evt.testing.etcd import EtcdServer, find_etcd
 from vxlan_evt.testing.fabric import Fabric
 from vxlan_evt.testing.image import enable_managed_plugin
 from vxlan_evt.testing.lab import LabHost
-from vxlan_evt.testing.plugin_host import owned_links
+from vxlan_evt.testing.plugin_host import container_ip, owned_links
 from vxlan_evt.testing.swarm import (
-    container_ipv4,
     form_swarm,
     running_tasks,
     task_container,
@@ -155,7 +154,7 @@ def pinging_service_across_hosts(swarm: Swarm) -> None:
     )  # fmt: skip
     wait_until(lambda: len(running_tasks(manager, "pinger")) == 2, "2 running tasks", 90)
     tasks = {host.name: task_container(host, "pinger") for host in swarm.hosts}
-    addresses = {name: container_ipv4(host, tasks[name]) for name, host in
+    addresses = {name: container_ip(host, tasks[name], "net42") for name, host in
                  zip(tasks, swarm.hosts, strict=True)}  # fmt: skip
     a, b = swarm.hosts
     assert addresses["a"] != addresses["b"]
@@ -165,7 +164,7 @@ def pinging_service_across_hosts(swarm: Swarm) -> None:
 
     # A standalone container joins the attachable network on the worker.
     b.docker("run", "-d", "--name", "solo", "--network", "net42", BUSYBOX_IMAGE, "sleep", "600")
-    solo = container_ipv4(b, "solo")
+    solo = container_ip(b, "solo", "net42")
     assert solo not in addresses.values()
     wait_until(lambda: can_ping(a, tasks["a"], solo), "ping a's task -> standalone on b", 30)
 

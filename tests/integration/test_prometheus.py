@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.plugin import require
-from vxlan_evt.testing.daemon import DaemonProcess
+from vxlan_evt.testing.daemon import DaemonProcess, wait_for
 from vxlan_evt.testing.netns import Netns, NetnsError, namespaces
 
 pytestmark = pytest.mark.root
@@ -40,20 +39,14 @@ def netns() -> Iterator[Netns]:
         yield ns
 
 
-def query(ns: Netns, path: str) -> Any:
+def query(ns: Netns, path: str, promql: str = "") -> Any:
     """GET Prometheus's HTTP API from inside the namespace (its loopback is not ours)."""
-    fetch = "import httpx, sys; print(httpx.get(sys.argv[1], timeout=5).text)"
-    out = ns.exec(sys.executable, "-c", fetch, f"http://{PROMETHEUS}{path}")
+    fetch = (
+        "import httpx, sys; params = {'query': sys.argv[2]} if sys.argv[2] else {}; "
+        "print(httpx.get(sys.argv[1], params=params, timeout=5).text)"
+    )
+    out = ns.exec(sys.executable, "-c", fetch, f"http://{PROMETHEUS}{path}", promql)
     return json.loads(out)["data"]
-
-
-def wait_for(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.5)
 
 
 def test_the_example_config_and_rules_are_valid() -> None:
@@ -74,28 +67,28 @@ def test_prometheus_scrapes_our_series(netns: Netns, tmp_path: Path) -> None:
     daemon = DaemonProcess(netns.name, tmp_path / "daemon", "--api-listen", "127.0.0.1:9310")
     (tmp_path / "daemon").mkdir()
     daemon.start()
-    netns.ip("link", "add", "br-test", "type", "bridge")  # an event to count
-    with (tmp_path / "prometheus.log").open("wb") as log:
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", netns.name, prometheus,
-             f"--config.file={tmp_path / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address={PROMETHEUS}"],
-            stdout=subprocess.DEVNULL, stderr=log,
-        )  # fmt: skip
+    server: subprocess.Popen[bytes] | None = None
     try:
+        netns.ip("link", "add", "br-test", "type", "bridge")  # an event to count
+        with (tmp_path / "prometheus.log").open("wb") as log:
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", netns.name, prometheus,
+                 f"--config.file={tmp_path / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                 f"--web.listen-address={PROMETHEUS}"],
+                stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
 
         def series(promql: str) -> list[dict[str, Any]]:
             try:
-                result: list[dict[str, Any]] = query(netns, f"/api/v1/query?query={promql}")[
-                    "result"
-                ]
+                result: list[dict[str, Any]] = query(netns, "/api/v1/query", promql)["result"]
             except (NetnsError, json.JSONDecodeError, KeyError):
                 return []
             return result
 
-        up = wait_for(lambda: series('up{job="vxlan-evt"}==1'))
+        up = wait_for(lambda: series('up{job="vxlan-evt"}==1'), timeout=30, interval=0.5)
         assert up, (tmp_path / "prometheus.log").read_text()[-2000:]
-        events = wait_for(lambda: series("vxlan_evt_events_total"))
+        events = wait_for(lambda: series("vxlan_evt_events_total"), timeout=30, interval=0.5)
         assert {s["metric"]["type"] for s in events} >= {"link"}, events
         peers = series("vxlan_evt_peers")
         assert peers and peers[0]["value"][1] == "0"
@@ -103,6 +96,7 @@ def test_prometheus_scrapes_our_series(netns: Netns, tmp_path: Path) -> None:
         rules = query(netns, "/api/v1/rules")["groups"][0]["rules"]
         assert len(rules) == 6 and all(rule["health"] == "ok" for rule in rules), rules
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=20)
         daemon.stop()

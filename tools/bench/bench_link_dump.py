@@ -22,47 +22,28 @@ slower).
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from pyroute2.netlink.rtnl.marshal import MarshalRtnl
-
 from vxlan_evt.kernel.decode import parse_links
 from vxlan_evt.kernel.sockets import dump_blocking, open_netlink_socket
-from vxlan_evt.kernel.wire import RTM_GETLINK, RTM_NEWLINK
+from vxlan_evt.kernel.wire import RTM_GETLINK
 from vxlan_evt.testing.bench.rig import Netns, handle_sigterm
 from vxlan_evt.testing.bench.stats import format_table, median, rate
+from vxlan_evt.testing.pyroute2_reference import pyroute2_links
 
 Fields = tuple[str, str | None, int | None, int | None, int | None]
 
 
 def pyroute2_fields(chunks: Sequence[bytes]) -> dict[int, Fields]:
     """The reference: pyroute2's generic decoder, then the fields the daemon reads."""
-    marshal = MarshalRtnl()
-    found: dict[int, Fields] = {}
-    for chunk in chunks:
-        for message in marshal.parse(chunk):
-            if message["header"]["type"] != RTM_NEWLINK or message["family"] == socket.AF_BRIDGE:
-                continue
-            kind = vni = None
-            linkinfo = message.get_attr("IFLA_LINKINFO")
-            if linkinfo is not None:
-                kind = linkinfo.get_attr("IFLA_INFO_KIND")
-                data = linkinfo.get_attr("IFLA_INFO_DATA")
-                if kind == "vxlan" and data is not None:
-                    vni = data.get_attr("IFLA_VXLAN_ID")
-            master = message.get_attr("IFLA_MASTER") or None
-            found[message["index"]] = (
-                message.get_attr("IFLA_IFNAME"),
-                kind,
-                vni,
-                message.get_attr("IFLA_MTU"),
-                master,
-            )
-    return found
+    return {
+        link.ifindex: (link.ifname, link.kind, link.vni, link.mtu, link.master)
+        for link in pyroute2_links(chunks)
+        if link is not None
+    }
 
 
 def our_fields(chunks: Sequence[bytes]) -> dict[int, Fields]:

@@ -274,8 +274,10 @@ def etcd_tls(args: argparse.Namespace) -> tuple[str, str, str] | None:
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    parser = build_parser(os.environ if environ is None else environ)
-    args = parser.parse_args(normalise_legacy_flags(sys.argv[1:] if argv is None else argv))
+    words = normalise_legacy_flags(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(words)
+    if args.verb == "serve":  # only serve reads VXLAN_EVT_*: a bad one must not stop `networks`
+        args = build_parser(os.environ if environ is None else environ).parse_args(words)
     if args.verb == "serve":
         from vxlan_evt.daemon.app import run_daemon
 

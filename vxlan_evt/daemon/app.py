@@ -263,6 +263,11 @@ async def run_daemon(
         vtep = vtep_of(record, config.advertise_address) if record is not None else None
         return (ip_address(vtep),) if vtep else ()
 
+    sockets = [config.plugin_socket, config.api_socket]
+    for path in sockets:
+        _prepare_socket_path(path)
+    # From here on every resource is released in the `finally` below; what is built
+    # between here and the `try` only constructs objects (no I/O that can fail).
     sender = open_packet_sender(config)
     engine = EventEngine(
         EventBus(),
@@ -290,9 +295,6 @@ async def run_daemon(
     # One socket, one driver name: `--ipam-driver vxlan` reaches the same daemon.
     plugin_app = create_plugin_app({**service.handlers, **ipam.handlers}, in_flight, metrics)
     observe_app = create_observe_app(observer)
-    sockets = [config.plugin_socket, config.api_socket]
-    for path in sockets:
-        _prepare_socket_path(path)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(wait_for_shutdown_signal, shutdown)
@@ -350,4 +352,7 @@ async def run_daemon(
             path.unlink(missing_ok=True)
         if sender is not None:
             sender.close()
+        if etcd is not None:
+            with trio.CancelScope(shield=True):
+                await etcd.client.aclose()
     log.info("stopped")

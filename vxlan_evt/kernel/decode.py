@@ -93,22 +93,6 @@ from vxlan_evt.model.events import (
 )
 from vxlan_evt.model.links import Address, LinkInfo
 
-__all__ = [
-    "DecoderStatistics",
-    "NdMsg",
-    "NeighbourCounts",
-    "NetlinkDecoder",
-    "TruncatedError",
-    "link_changes",
-    "ntf_flag_names",
-    "nud_state_name",
-    "parse_ifaddrmsg",
-    "parse_ifinfomsg",
-    "parse_links",
-    "parse_ndmsg",
-    "split_messages",
-]
-
 HANDLED = frozenset({RTM_NEWLINK, RTM_DELLINK, RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH})
 NO_LINKS: Mapping[int, LinkInfo] = MappingProxyType({})
 
@@ -206,7 +190,7 @@ def parse_ifinfomsg(data: bytes, known: Mapping[int, LinkInfo] = NO_LINKS) -> Li
         ifname=ifname,
         kind=kind,
         vni=vni,
-        mtu=_number(attrs.get(IFLA_MTU)) if IFLA_MTU in attrs else None,
+        mtu=_number(attrs.get(IFLA_MTU)),
         master=_number(attrs.get(IFLA_MASTER)) or None,
         ifalias=text(attrs.get(IFLA_IFALIAS)) or None,
         operstate=None if not operstate else _operstate(operstate[0]),

@@ -7,8 +7,8 @@ message class alone encodes only ~6k ndmsg/s. An ndmsg is a fixed 12-byte header
 and two attributes, so `EntryWriter` encodes them with `struct` and sends up to
 `batch` requests in one datagram on its own NETLINK_ROUTE socket, asking for an
 ACK on the last one only: the kernel answers every failed request anyway, so the
-failures come back by sequence number. Everything else (links, dumps) stays on
-pyroute2.
+failures come back by sequence number. Link changes stay on pyroute2; dumps are
+`kernel.sockets`'s, parsed by `kernel.decode`.
 
 The pyroute2-documented trap (DESIGN.md) applies to the raw message as well: an
 FDB write without NTF_SELF and a permanent state lands in the *bridge* FDB, not
@@ -45,12 +45,15 @@ from vxlan_evt.kernel.wire import (
     NTF_SELF,
     NUD_NOARP,
     NUD_PERMANENT,
-    RTATTR,
     RTM_DELNEIGH,
     RTM_NEWNEIGH,
     SOL_NETLINK,
-    align,
+    Header,
+    TruncatedError,
+    attributes,
     encode_attribute,
+    error_code,
+    split_messages,
     text,
 )
 from vxlan_evt.model.addresses import ZERO_MAC
@@ -91,32 +94,23 @@ def _is_flood(entry: Entry) -> bool:
 
 def parse_errors(data: bytes) -> Iterator[tuple[int, int, str]]:
     """(sequence, errno (0 = ACK), kernel's extended message or "") of each NLMSG_ERROR."""
-    offset = 0
-    while offset + NLMSGHDR.size <= len(data):
-        length, kind, flags, seq, _pid = NLMSGHDR.unpack_from(data, offset)
-        if length < NLMSGHDR.size or offset + length > len(data):
-            return
-        if kind == NLMSG_ERROR and length >= NLMSGHDR.size + NLMSGERR.size:
-            (code,) = NLMSGERR.unpack_from(data, offset + NLMSGHDR.size)
-            message = ""
-            if flags & NLM_F_ACK_TLVS:
-                # With NETLINK_CAP_ACK the echoed request is only its header.
-                start = offset + NLMSGHDR.size + NLMSGERR.size + NLMSGHDR.size
-                message = _extended_message(data, start, offset + length)
-            yield seq, -code, message
-        offset += align(length)
+    try:
+        for header in split_messages(data):
+            if header.msg_type == NLMSG_ERROR and len(header.data) >= NLMSGHDR.size + NLMSGERR.size:
+                yield header.seq, error_code(header), _extended_message(header)
+    except TruncatedError:
+        return
 
 
-def _extended_message(data: bytes, start: int, end: int) -> str:
-    at = start
-    while at + RTATTR.size <= end:
-        length, kind = RTATTR.unpack_from(data, at)
-        if length < RTATTR.size:
-            break
-        if kind == NLMSGERR_ATTR_MSG:
-            return text(data[at + RTATTR.size : at + length]) or ""
-        at += align(length)
-    return ""
+def _extended_message(header: Header) -> str:
+    if not header.flags & NLM_F_ACK_TLVS:
+        return ""
+    # With NETLINK_CAP_ACK the echoed request is only its header.
+    start = NLMSGHDR.size + NLMSGERR.size + NLMSGHDR.size
+    try:
+        return text(attributes(header.data, start).get(NLMSGERR_ATTR_MSG)) or ""
+    except ValueError:
+        return ""
 
 
 def describe_error(code: int, message: str) -> str:

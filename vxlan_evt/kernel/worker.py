@@ -1,7 +1,8 @@
 """The one task that owns the kernel's write side.
 
-pyroute2's synchronous `IPRoute` is the well-kept encoder we want for links and
-dumps, but it blocks; FDB and neighbour entries go through `EntryWriter`, which
+pyroute2's synchronous `IPRoute` is the well-kept encoder we want for link changes
+(and the few reads still decoded by it: routes, entry ages, the observe API's links),
+but it blocks; FDB and neighbour entries go through `EntryWriter`, which
 batches them on a socket of its own. A single task owns both and runs each
 submitted job in a worker thread (`trio.to_thread.run_sync`, one at a time):
 writes are serialised, never interleaved, and no other task blocks the event loop.
@@ -31,7 +32,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Netlink:
-    """What a job gets: pyroute2's IPRoute (links, dumps) and the batched entry writer."""
+    """What a job gets: pyroute2's IPRoute (link changes) and the batched entry writer."""
 
     route: Any
     entries: EntryWriter
@@ -103,10 +104,11 @@ class NetlinkWorker:
 def _open() -> Netlink:
     route = IPRoute()
     try:
-        # pyroute2 builds a message class's decoding tables the first time it decodes one
-        # (~40 ms for links, holding the GIL: every task waits). Pay that here, before the
-        # daemon serves, not in the middle of the first miss burst (bench_miss_latency.py
-        # --quick, p99 at 50/s: ~35 ms without this, ~2 ms with it).
+        # pyroute2 does one-time work (~40 ms, holding the GIL: every task waits) the first
+        # time it decodes link messages of the kinds on this host; one link (lo) is not
+        # enough. A full decode here, before the daemon serves, keeps that out of the first
+        # miss burst (bench_miss_latency.py --quick, p99 at 50/s: ~35 ms without it, ~3 ms
+        # with it). It costs ~0.7 ms per link (bench_link_dump.py), once, at start.
         route.get_links()
         return Netlink(route, EntryWriter())
     except BaseException:

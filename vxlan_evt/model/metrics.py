@@ -82,6 +82,8 @@ class Metrics:
     def track_etcd(self, connected: Callable[[], bool]) -> None:
         """`vxlan_evt_etcd_connected`, 1 while the etcd session is up: registered only when
         there is an etcd backend, so an alert on 0 cannot fire on a host without one."""
+        if self.etcd_connected is not None:
+            raise RuntimeError("track_etcd: this daemon already reports an etcd session")
         self.etcd_connected = Gauge(
             "vxlan_evt_etcd_connected",
             "1 while this host's etcd session (its lease) is up, 0 while etcd is unreachable",

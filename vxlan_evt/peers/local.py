@@ -73,7 +73,7 @@ def host_members(
     is published like a container's. Addresses vxlan-evt put there itself (the local-scope
     gateway, the same on every host) and IPv6 link-local ones are not.
     """
-    by_name = {info.ifname: info for info in links.values() if info.ifname}
+    by_name = {info.ifname: info for info in links.values()}
     members = []
     for record in state.networks.values():
         vtep = vtep_of(record, advertise_address)

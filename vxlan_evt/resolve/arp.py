@@ -149,7 +149,7 @@ def answer_ports(
     if endpoint_ifnames is not None:
         wanted = set(endpoint_ifnames)
         ports = (info for info in ports if info.ifname in wanted)
-    return tuple(sorted(info.ifname for info in ports if info.ifname))
+    return tuple(sorted(info.ifname for info in ports))
 
 
 def endpoint_ports(

@@ -134,11 +134,11 @@ class PeerSync:
         already knows every one of them (a link created a moment ago may not be there
         yet: then, and without a live table, from a dump)."""
         if self.links is not None:
-            live = {info.ifname: info.ifindex for info in self.links().values() if info.ifname}
+            live = {info.ifname: info.ifindex for info in self.links().values()}
             if all(r.vxlan_name in live for r in self.service.state.networks.values()):
                 return live
         tables = await read_kernel_tables()
-        return {info.ifname: info.ifindex for info in tables.links if info.ifname}
+        return {info.ifname: info.ifindex for info in tables.links}
 
     async def sync_once(self) -> SyncPlan:
         devices = self._devices(await self._link_indexes())

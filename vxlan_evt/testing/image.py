@@ -22,21 +22,26 @@ def build_image_tar(dest: Path, *, base_dir: Path | None = None, tag: str = IMAG
     image (apt) and the wheels (PyPI) need the machine's network; only dockerd is the lab's."""
     with LabHost("imgbuild", base_dir=base_dir, log_dir=dest.parent / "imgbuild") as host:
         host.start_dockerd()
-        done = subprocess.run(
-            ["bash", "tools/build-image.sh", "--tag", tag, "--save", str(dest)],
-            cwd=REPO,
-            env=os.environ | host.docker_env(),
-            capture_output=True,
-            text=True,
-            timeout=1200,
-            check=False,
-        )
-    if done.returncode != 0:
-        raise LabError(
-            f"tools/build-image.sh failed ({done.returncode}):\n{done.stdout}{done.stderr}"
-        )
-    print(done.stdout)  # which base, and the image's size: into the test's log
+        output = run_tool(host, "build-image.sh", "--tag", tag, "--save", str(dest), timeout=1200)
+    print(output)  # which base, and the image's size: into the test's log
     return dest
+
+
+def run_tool(host: LabHost, script: str, *args: str, timeout: float) -> str:
+    """Run tools/<script> on this machine with its docker CLI aimed at `host`'s dockerd
+    (outside the host: the script may need the machine's network); its stdout back."""
+    done = subprocess.run(
+        ["bash", f"tools/{script}", *args],
+        cwd=REPO,
+        env=os.environ | host.docker_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise LabError(f"tools/{script} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout
 
 
 def load_image(host: LabHost, tar: Path) -> str:
@@ -69,19 +74,7 @@ def run_plugin_container(
 def create_managed_plugin(host: LabHost, image: str, name: str) -> str:
     """tools/build-plugin.sh against `host`'s dockerd (the image loaded there already);
     returns the plugin's ID. Like build_image_tar, the script runs outside the host."""
-    done = subprocess.run(
-        ["bash", "tools/build-plugin.sh", "--image", image, "--name", name],
-        cwd=REPO,
-        env=os.environ | host.docker_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise LabError(
-            f"tools/build-plugin.sh failed ({done.returncode}):\n{done.stdout}{done.stderr}"
-        )
+    run_tool(host, "build-plugin.sh", "--image", image, "--name", name, timeout=300)
     return host.docker("plugin", "inspect", name, "--format", "{{.Id}}").stdout.strip()
 
 

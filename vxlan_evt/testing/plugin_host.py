@@ -62,3 +62,9 @@ def owned_links(host: LabHost) -> list[str]:
     """Names of the links on `host` that carry our ownership mark."""
     out = host.run(["ip", "-d", "-o", "link"]).stdout
     return [line.split(":")[1].strip() for line in out.splitlines() if "vxlan-evt" in line]
+
+
+def assert_ping(host: LabHost, container: str, address: str) -> None:
+    """`container` (on `host`'s dockerd) reaches `address`; the ping output if not."""
+    result = host.docker("exec", container, "ping", "-c", "2", "-W", "2", address, check=False)
+    assert result.returncode == 0, f"{container} -> {address}:\n{result.stdout}{result.stderr}"

@@ -8,9 +8,9 @@ their fabric address. Swarm's own overlay data path is moved to UDP 4790
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 
+from vxlan_evt.testing.daemon import wait_for
 from vxlan_evt.testing.fabric import Fabric
 from vxlan_evt.testing.lab import LabHost
 from vxlan_evt.testing.labsys import LabError
@@ -61,16 +61,7 @@ def task_container(host: LabHost, service: str) -> str:
     return ids[0]
 
 
-def container_ipv4(host: LabHost, container: str, ifname: str = "eth0") -> str:
-    out = host.docker("exec", container, "ip", "-4", "-o", "addr", "show", ifname).stdout
-    return out.split()[3].split("/")[0]
-
-
 def wait_until(check: Callable[[], object], what: str, timeout: float = 60.0) -> None:
     """Poll `check()` until it holds; LabError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise LabError(f"no {what} after {timeout:.0f} s")
+    if not wait_for(check, timeout=timeout, interval=0.2):
+        raise LabError(f"no {what} after {timeout:.0f} s")

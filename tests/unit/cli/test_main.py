@@ -90,3 +90,14 @@ def test_a_bad_environment_value_names_its_variable(environ: dict[str, str], mes
 def test_other_verbs_ignore_the_environment() -> None:
     args = build_parser({"VXLAN_EVT_SCOPE": "global"}).parse_args(["networks"])
     assert not hasattr(args, "scope")
+
+
+def test_a_bad_environment_does_not_stop_the_other_verbs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vxlan-evt networks` (e.g. via `docker exec` in the image) must not trip over a
+    setting meant for serve; serve itself refuses it."""
+    from vxlan_evt.cli import main as cli
+
+    monkeypatch.setattr(cli, "run_verb", lambda args: 0)
+    assert cli.main(["networks"], environ={"VXLAN_EVT_SCOPE": "glob"}) == 0
+    with pytest.raises(SystemExit, match="VXLAN_EVT_SCOPE='glob'"):
+        cli.main(["serve"], environ={"VXLAN_EVT_SCOPE": "glob"})
