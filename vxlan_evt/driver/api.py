@@ -12,8 +12,10 @@ from typing import Any
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from vxlan_evt.driver.protocol import (
+    MAX_BODY_BYTES,
     PLUGIN_CONTENT_TYPE,
     Handler,
     implemented_interfaces,
@@ -69,6 +71,7 @@ def create_plugin_app(
     answer always matches what is served.
     """
     app = QuartTrio("vxlan_evt.plugin")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     tracker = in_flight or InFlight()
     implements = implemented_interfaces(handlers)
 
@@ -88,7 +91,12 @@ def create_plugin_app(
             return _reply({"Err": f"vxlan-evt does not implement {method}"}, 404)
         started = time.monotonic()
         try:
-            result = await handler(parse_body(await request.get_data()))
+            body = await request.get_data()
+        except RequestEntityTooLarge:
+            log.warning("refused %s: body larger than %d bytes", method, MAX_BODY_BYTES)
+            return _reply({"Err": f"request body is larger than {MAX_BODY_BYTES} bytes"}, 413)
+        try:
+            result = await handler(parse_body(body))
         except UserError as exc:
             log.warning("refused %s: %s", method, exc)
             return _reply({"Err": str(exc)}, 400)

@@ -229,13 +229,29 @@ def _text(option: str, value: object, expected: str) -> str:
     raise InvalidOption(f"{option}: empty value; expected {expected}")
 
 
+# Past this many unknown keys a request is not a typo: one short error, no suggestions
+# (difflib per key would let one big request hold the event loop).
+MAX_SUGGESTED_KEYS = 8
+# Longer keys are not a misspelt option name either.
+MAX_SUGGESTED_KEY_LENGTH = 64
+
+
 def _unknown(key: str) -> str:
     known = [*OPTION_NAMES, *_ALIASES]
     by_lower = {name.lower(): name for name in known}
-    close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.6)
-    if close:
-        return f"unknown option {_show(key)}; did you mean {_show(by_lower[close[0]])}?"
+    if len(key) <= MAX_SUGGESTED_KEY_LENGTH:
+        close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.6)
+        if close:
+            return f"unknown option {_show(key)}; did you mean {_show(by_lower[close[0]])}?"
     return f"unknown option {_show(key)}; valid options are {', '.join(known)}"
+
+
+def _unknown_errors(keys: list[str]) -> list[str]:
+    if len(keys) <= MAX_SUGGESTED_KEYS:
+        return [_unknown(key) for key in keys]
+    shown = ", ".join(_show(key) for key in keys[:3])
+    known = ", ".join([*OPTION_NAMES, *_ALIASES])
+    return [f"{len(keys)} unknown options ({shown}, ...); valid options are {known}"]
 
 
 def _combination_errors(
@@ -293,7 +309,9 @@ def parse_network_options(
     `vtepdev_override` is the daemon's --vtepdev flag: it wins over VtepDev.
     Raises one `InvalidOption` listing every problem found, "; "-separated.
     """
-    errors = [_unknown(key) for key in generic if key not in _OPTIONS and key not in _ALIASES]
+    errors = _unknown_errors(
+        [key for key in generic if key not in _OPTIONS and key not in _ALIASES]
+    )
     fields: dict[str, dict[str, Any]] = {"bridge": {}, "vxlan": {}, "network": {}}
     alias_mtu: int | None = None
     failed: set[str] = set()

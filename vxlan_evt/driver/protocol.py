@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,14 +24,26 @@ PLUGIN_INTERFACES = ("NetworkDriver", "IpamDriver")
 Handler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
 
+# Docker's requests are a few KiB; anything near this is not Docker.
+MAX_BODY_BYTES = 1 << 20
+# A local network's and every endpoint's ID is 64 hex digits; a swarm network's is 25
+# lowercase letters and digits. Link names, ownership marks and state keys are made of
+# them, so nothing else may pass: no NUL, no spaces ("A ep=B"), no format characters.
+DOCKER_ID = re.compile(r"[0-9a-z]{12,64}")
+MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
 def parse_body(body: bytes | str) -> dict[str, Any]:
-    """Docker's request body as a dict; empty means no arguments."""
+    """Docker's request body as a dict; empty means no arguments. Malformed JSON of any
+    shape (truncated, not an object, nested past Python's recursion limit) is a UserError."""
     if not body.strip():
         return {}
     try:
         document = json.loads(body)
     except ValueError as exc:
         raise UserError(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise UserError("request body is nested too deeply to be a Docker request") from None
     if not isinstance(document, dict):
         raise UserError("request body must be a JSON object")
     return document
@@ -50,6 +63,27 @@ def _text(document: Mapping[str, Any], key: str, *, required: bool = True) -> st
         return ""
     if not isinstance(value, str):
         raise UserError(f"{key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _docker_id(document: Mapping[str, Any], key: str) -> str:
+    value = _text(document, key)
+    if not DOCKER_ID.fullmatch(value):
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise UserError(
+            f"{key} {shown!r} is not a Docker ID (12 to 64 lowercase letters and digits)"
+        )
+    return value
+
+
+def _mac(document: Mapping[str, Any], key: str) -> str | None:
+    value = _text(document, key, required=False).lower()
+    if not value:
+        return None
+    if not MAC.fullmatch(value):
+        raise UserError(f"{key} {value[:40]!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+    if int(value[:2], 16) & 1:
+        raise UserError(f"{key} {value} is a multicast address; a container needs a unicast MAC")
     return value
 
 
@@ -103,7 +137,7 @@ class CreateNetworkRequest:
         if not isinstance(generic, dict):
             raise UserError(f"Options[{GENERIC_OPTIONS_KEY!r}] must be an object")
         return cls(
-            network_id=_text(document, "NetworkID"),
+            network_id=_docker_id(document, "NetworkID"),
             generic_options=generic,
             ipv4=_ip_data_list(document, "IPv4Data"),
             ipv6=_ip_data_list(document, "IPv6Data"),
@@ -126,7 +160,7 @@ class NetworkRef:
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> NetworkRef:
-        return cls(network_id=_text(document, "NetworkID"))
+        return cls(network_id=_docker_id(document, "NetworkID"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +173,8 @@ class EndpointRef:
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> EndpointRef:
         return cls(
-            network_id=_text(document, "NetworkID"), endpoint_id=_text(document, "EndpointID")
+            network_id=_docker_id(document, "NetworkID"),
+            endpoint_id=_docker_id(document, "EndpointID"),
         )
 
 
@@ -158,11 +193,10 @@ class CreateEndpointRequest:
             raise UserError("Interface must be an object")
         address = _text(interface, "Address", required=False)
         address6 = _text(interface, "AddressIPv6", required=False)
-        mac = _text(interface, "MacAddress", required=False)
         return cls(
-            network_id=_text(document, "NetworkID"),
-            endpoint_id=_text(document, "EndpointID"),
+            network_id=_docker_id(document, "NetworkID"),
+            endpoint_id=_docker_id(document, "EndpointID"),
             address=_cidr("Interface.Address", address) if address else None,
             address6=_cidr("Interface.AddressIPv6", address6) if address6 else None,
-            mac=mac.lower() or None,
+            mac=_mac(interface, "MacAddress"),
         )

@@ -187,12 +187,13 @@ def _describe(action: Action) -> str:
 
 
 def apply_actions(ipr: Any, actions: Sequence[Action]) -> None:
-    """Apply a plan in order; on failure delete what this plan created, then raise."""
+    """Apply a plan in order; on any failure delete what this plan created, then raise
+    (the kernel's refusals as SystemFailure, anything else as it is)."""
     created: list[str] = []
     for action in actions:
         try:
             _apply_one(ipr, action, created)
-        except (NetlinkError, OSError, SystemFailure) as exc:
+        except Exception as exc:
             for name in reversed(created):
                 try:
                     found = ipr.link_lookup(ifname=name)
@@ -200,6 +201,8 @@ def apply_actions(ipr: Any, actions: Sequence[Action]) -> None:
                         ipr.link("del", index=found[0])
                 except NetlinkError:
                     log.exception("rollback: could not delete %s", name)
+            if not isinstance(exc, NetlinkError | OSError | SystemFailure):
+                raise
             detail = exc.args[1] if isinstance(exc, NetlinkError) and len(exc.args) > 1 else exc
             raise SystemFailure(f"kernel refused {_describe(action)}: {detail}") from exc
 

@@ -813,3 +813,24 @@ def test_resolve_rejects_other_words(text: str) -> None:
 def test_resolve_misspelt_key_is_suggested() -> None:
     message = error_of({"VxlanId": "42", "resolve": "on-demand"})
     assert message == 'unknown option "resolve"; did you mean "Resolve"?'
+
+
+def test_many_unknown_keys_are_one_short_error() -> None:
+    """A request with thousands of keys is not a typo: no suggestion per key."""
+    generic = {f"junk{i}": "1" for i in range(5000)} | {"VxlanId": "42"}
+    with pytest.raises(InvalidOption) as refused:
+        parse_network_options(generic)
+    message = str(refused.value)
+    assert message.startswith('5000 unknown options ("junk0", "junk1", "junk2", ...)')
+    assert "did you mean" not in message and len(message) < 1000
+
+
+def test_a_few_unknown_keys_still_get_suggestions() -> None:
+    with pytest.raises(InvalidOption, match='did you mean "VxlanId"'):
+        parse_network_options({"VxlanID2": "42", "VxlanId": "42"})
+
+
+def test_a_huge_key_gets_no_suggestion_and_a_cut_message() -> None:
+    with pytest.raises(InvalidOption) as refused:
+        parse_network_options({"V" * 500_000: "1", "VxlanId": "42"})
+    assert "did you mean" not in str(refused.value) and len(str(refused.value)) < 2000
