@@ -276,20 +276,43 @@ def etcd_tls(args: argparse.Namespace) -> tuple[str, str, str] | None:
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     words = normalise_legacy_flags(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(words)
-    if args.verb == "serve":  # only serve reads VXLAN_EVT_*: a bad one must not stop `networks`
-        args = build_parser(os.environ if environ is None else environ).parse_args(words)
-    if args.verb == "serve":
-        from vxlan_evt.daemon.app import run_daemon
+    if args.verb != "serve":
+        return run_verb(args)
+    # Only serve reads VXLAN_EVT_*: a bad one must not stop `networks`.
+    args = build_parser(os.environ if environ is None else environ).parse_args(words)
+    from vxlan_evt.daemon.app import run_daemon
 
-        config = daemon_config(args)
-        setup_logging(debug=config.debug, log_format=config.log_format)
-        try:
-            trio.run(run_daemon, config)
-        except VxlanEvtError as exc:
-            print(f"vxlan-evt: {exc}", file=sys.stderr)
-            return 1
-        return 0
-    return run_verb(args)
+    config = daemon_config(args)
+    setup_logging(debug=config.debug, log_format=config.log_format)
+    try:
+        trio.run(run_daemon, config)
+    except (VxlanEvtError, BaseExceptionGroup) as exc:
+        errors = our_errors(exc)
+        if errors is None:
+            raise
+        for error in errors:
+            print(f"vxlan-evt: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def our_errors(exc: BaseException) -> list[VxlanEvtError] | None:
+    """The errors we raise on purpose, also when trio's nursery wrapped them in an
+    exception group; None when anything else is in there (that one keeps its traceback)."""
+    if isinstance(exc, VxlanEvtError):
+        return [exc]
+    if not isinstance(exc, BaseExceptionGroup):
+        return None
+    ours, rest = exc.split(VxlanEvtError)
+    if rest is not None or ours is None:
+        return None
+    leaves: list[VxlanEvtError] = []
+    for inner in ours.exceptions:
+        found = our_errors(inner)
+        if found is None:
+            return None
+        leaves.extend(found)
+    return leaves
 
 
 if __name__ == "__main__":

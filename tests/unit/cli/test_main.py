@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from vxlan_evt.cli.main import build_parser, daemon_config
+import vxlan_evt.cli.main as cli_module
+from vxlan_evt.cli.main import build_parser, daemon_config, main
 from vxlan_evt.daemon.config import DaemonConfig, normalise_legacy_flags
 
 
@@ -95,9 +96,44 @@ def test_other_verbs_ignore_the_environment() -> None:
 def test_a_bad_environment_does_not_stop_the_other_verbs(monkeypatch: pytest.MonkeyPatch) -> None:
     """`vxlan-evt networks` (e.g. via `docker exec` in the image) must not trip over a
     setting meant for serve; serve itself refuses it."""
-    from vxlan_evt.cli import main as cli
-
-    monkeypatch.setattr(cli, "run_verb", lambda args: 0)
-    assert cli.main(["networks"], environ={"VXLAN_EVT_SCOPE": "glob"}) == 0
+    monkeypatch.setattr(cli_module, "run_verb", lambda args: 0)
+    assert main(["networks"], environ={"VXLAN_EVT_SCOPE": "glob"}) == 0
     with pytest.raises(SystemExit, match="VXLAN_EVT_SCOPE='glob'"):
-        cli.main(["serve"], environ={"VXLAN_EVT_SCOPE": "glob"})
+        main(["serve"], environ={"VXLAN_EVT_SCOPE": "glob"})
+
+
+def test_our_errors_from_inside_the_nursery_are_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """trio wraps what a nursery's task raises in an ExceptionGroup; a SystemFailure at
+    start-up (e.g. a VtepDev not there yet) must still read as our message."""
+    import trio
+
+    from vxlan_evt.daemon import app
+    from vxlan_evt.model.errors import SystemFailure
+
+    async def failing_daemon(config: object) -> None:
+        async def start() -> None:
+            raise SystemFailure("kernel refused CreateVxlan(vx-42): no such device")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(start)
+
+    monkeypatch.setattr(app, "run_daemon", failing_daemon)
+    monkeypatch.setattr(cli_module, "setup_logging", lambda **_: None)  # the root logger stays
+    assert main(["serve", "--state-dir", str(tmp_path)], environ={}) == 1
+    assert capsys.readouterr().err == (
+        "vxlan-evt: kernel refused CreateVxlan(vx-42): no such device\n"
+    )
+
+
+def test_other_errors_keep_their_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from vxlan_evt.daemon import app
+
+    async def broken_daemon(config: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(app, "run_daemon", broken_daemon)
+    monkeypatch.setattr(cli_module, "setup_logging", lambda **_: None)
+    with pytest.raises(KeyError):
+        main(["serve", "--state-dir", str(tmp_path)], environ={})
