@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from ipaddress import ip_address
@@ -23,6 +24,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from vxlan_evt.daemon.config import DaemonConfig
+from vxlan_evt.disk.lock import StateDirLock
 from vxlan_evt.driver.api import InFlight, create_plugin_app
 from vxlan_evt.driver.options import parse_network_options
 from vxlan_evt.driver.plan import network_of_link
@@ -37,6 +39,7 @@ from vxlan_evt.kernel.listener import NetlinkListener
 from vxlan_evt.kernel.packets import PacketSender
 from vxlan_evt.kernel.worker import NetlinkWorker
 from vxlan_evt.model.addresses import IPAddress
+from vxlan_evt.model.errors import Conflict
 from vxlan_evt.model.links import Address, LinkInfo
 from vxlan_evt.model.metrics import Metrics
 from vxlan_evt.model.state import NetworkRecord
@@ -108,8 +111,16 @@ async def wait_for_shutdown_signal(shutdown: trio.Event) -> None:
             return
 
 
-def _prepare_socket_path(path: Path) -> None:
+def claim_socket_path(path: Path) -> None:
+    """Make the socket's directory; refuse a path another process still listens on
+    (hypercorn would silently replace its socket). A stale file is left to hypercorn."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return  # nothing there, or a dead socket file
+    raise Conflict(f"something already listens on {path} (another vxlan-evt?); stop it first")
 
 
 def segment_of(record: NetworkRecord, vtepdev: str | None) -> dict[str, str]:
@@ -195,7 +206,19 @@ async def run_daemon(
     shutdown: trio.Event | None = None,
     task_status: trio.TaskStatus[DriverService] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until `shutdown` is set (by SIGTERM/SIGINT unless the caller passes its own).
+    """Run until `shutdown` is set (by SIGTERM/SIGINT unless the caller passes its own),
+    holding the state dir's lock all along: one daemon per state dir."""
+    with StateDirLock(config.state_dir):
+        await serve_locked(config, shutdown=shutdown, task_status=task_status)
+
+
+async def serve_locked(
+    config: DaemonConfig,
+    *,
+    shutdown: trio.Event | None,
+    task_status: trio.TaskStatus[DriverService],
+) -> None:
+    """The daemon itself, once the state dir is ours.
 
     Every object is built here, after what it needs, and given its callbacks then.
     PeerSync reads the peer table, built from the backends that ask it for a sync: they
@@ -265,7 +288,7 @@ async def run_daemon(
 
     sockets = [config.plugin_socket, config.api_socket]
     for path in sockets:
-        _prepare_socket_path(path)
+        claim_socket_path(path)
     # From here on every resource is released in the `finally` below; what is built
     # between here and the `try` only constructs objects (no I/O that can fail).
     sender = open_packet_sender(config)

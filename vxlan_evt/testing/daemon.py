@@ -29,8 +29,8 @@ class DaemonProcess:
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> DaemonProcess:
-        argv = [
+    def argv(self) -> list[str]:
+        return [
             "ip", "netns", "exec", self.netns,
             sys.executable, "-m", "vxlan_evt", "serve", "-d",
             "--plugin-socket", str(self.socket),
@@ -38,8 +38,19 @@ class DaemonProcess:
             "--api-socket", str(self.api_socket),
             *self.extra_args,
         ]  # fmt: skip
+
+    def run_until_exit(self, timeout: float = 20.0) -> int:
+        """For a daemon that must refuse to start: its exit status (subprocess's
+        TimeoutExpired, after killing it, if it still runs after `timeout`)."""
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.run(
+                self.argv(), stdout=log, stderr=subprocess.STDOUT, timeout=timeout, check=False
+            )
+        return process.returncode
+
+    def start(self, timeout: float = 20.0) -> DaemonProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
