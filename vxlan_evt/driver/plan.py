@@ -263,12 +263,33 @@ def plan_create_endpoint(
 ) -> tuple[EndpointRecord, list[Action]]:
     """A veth pair: host end on the bridge, container end with the endpoint's MAC and MTU."""
     network = require_network(state, request.network_id)
-    host_ifname, container_ifname = endpoint_ifnames(request.endpoint_id)
-    alias = endpoint_alias(request.network_id, request.endpoint_id)
+    endpoint_id = request.endpoint_id
+    host_ifname, container_ifname = endpoint_ifnames(endpoint_id)
+    alias = endpoint_alias(request.network_id, endpoint_id)
+    known = state.endpoints.get(endpoint_id)
+    if known is not None and known.network_id != request.network_id:
+        raise Conflict(
+            f"endpoint {endpoint_id[:12]} already exists in network {known.network_id[:12]}; "
+            "an endpoint ID belongs to one network"
+        )
+    for other in state.endpoints.values():
+        if other.endpoint_id != endpoint_id and other.host_ifname == host_ifname:
+            raise Conflict(
+                f"endpoint {endpoint_id[:12]} would take interface {host_ifname!r} of endpoint "
+                f"{other.endpoint_id[:12]}: their IDs share the first 11 characters"
+            )
     for name in (host_ifname, container_ifname):
         link = facts.links.get(name)
-        if link is not None and link.ifalias != alias and parse_alias(link.ifalias) is None:
+        if link is None or link.ifalias == alias:
+            continue
+        owner = parse_alias(link.ifalias)
+        if owner is None:
             raise Conflict(f"interface {name!r} already exists and was not created by vxlan-evt")
+        raise Conflict(
+            f"interface {name!r} belongs to vxlan-evt endpoint "
+            f"{(owner.endpoint_id or 'none')[:12]} of network {owner.network_id[:12]}, "
+            f"not to endpoint {endpoint_id[:12]}"
+        )
     record = EndpointRecord(
         network_id=request.network_id,
         endpoint_id=request.endpoint_id,

@@ -15,7 +15,7 @@ from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE, implemented_interface
 from vxlan_evt.driver.service import CurrentState, DriverService
 from vxlan_evt.driver.store import StateStore
 from vxlan_evt.model.errors import Conflict, InvalidOption, NotFound, UserError
-from vxlan_evt.model.ownership import network_alias
+from vxlan_evt.model.ownership import endpoint_alias, network_alias
 from vxlan_evt.model.plan import CreateVxlan
 from vxlan_evt.model.state import NetworkRecord
 from vxlan_evt.testing.fake_kernel import FakeKernel
@@ -343,3 +343,26 @@ async def test_shutdown_waits_for_calls_in_flight_only() -> None:
         assert in_flight.active == 1
         await in_flight.wait_idle()
         assert finished.is_set() and in_flight.active == 0
+
+
+async def test_an_endpoint_never_adopts_another_ones_veth(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    """Link names keep 11 characters of the ID: two IDs sharing them, or one ID in two
+    networks, must be refused, not handed the other endpoint's interface."""
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())
+    await service.create_network(network_request(NET2, VxlanId="43"))
+    await service.create_endpoint(endpoint_request())
+    twin = EP[:11] + "f" * 53
+    with pytest.raises(Conflict, match=f"would take interface 'vh{EP[:11]}' of endpoint"):
+        await service.create_endpoint(endpoint_request(twin))
+    other_network = endpoint_request() | {"NetworkID": NET2}
+    with pytest.raises(Conflict, match="already exists in network nnnnnnnnnnnn"):
+        await service.create_endpoint(other_network)
+    # A link of ours for another endpoint, whatever the state says, is not taken either.
+    kernel.add_link("vh" + EP2[:11], kind="veth", ifalias=endpoint_alias(NET, "f" * 64))
+    with pytest.raises(Conflict, match="belongs to vxlan-evt endpoint ffffffffffff of network"):
+        await service.create_endpoint(endpoint_request(EP2))
+    assert service.state.endpoints[EP].network_id == NET  # the first one is untouched
+    assert EP2 not in service.state.endpoints
