@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import socket
 import sys
@@ -88,7 +89,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         metavar="HOST:PORT",
         type=host_port,
         help="also serve the observe API on TCP, e.g. 127.0.0.1:9310 (it has no "
-        "authentication: keep it on loopback)",
+        "authentication: only a loopback address is taken unless --api-public)",
+    )
+    serve.add_argument(
+        "--api-public",
+        action="store_true",
+        help="let --api-listen bind a non-loopback address (anyone who reaches it reads "
+        "the host's links, entries and events)",
     )
     serve.add_argument(
         "--peers",
@@ -235,7 +242,26 @@ def host_port(value: str) -> str:
     return value
 
 
+def loopback_only(api_listen: str | None, public: bool) -> None:
+    """Refuse a non-loopback --api-listen unless --api-public says it is meant."""
+    if api_listen is None or public:
+        return
+    host = api_listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass  # a name: it may resolve to anything
+    raise SystemExit(
+        f"vxlan-evt: --api-listen {api_listen} is not a loopback address and the observe API "
+        "has no authentication; use 127.0.0.1:PORT, or add --api-public to expose it anyway"
+    )
+
+
 def daemon_config(args: argparse.Namespace) -> DaemonConfig:
+    loopback_only(args.api_listen, args.api_public)
     return DaemonConfig(
         scope=args.scope,
         vtepdev=args.vtepdev,

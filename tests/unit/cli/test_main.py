@@ -137,3 +137,17 @@ def test_other_errors_keep_their_traceback(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setattr(cli_module, "setup_logging", lambda **_: None)
     with pytest.raises(KeyError):
         main(["serve", "--state-dir", str(tmp_path)], environ={})
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:9310", "127.0.0.2:80", "[::1]:9310", "localhost:9"])
+def test_the_api_listens_on_loopback_without_asking(address: str) -> None:
+    assert parse("serve", "--api-listen", address).api_listen == address
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0:9310", "10.0.0.5:9310", "[::]:9310", "host.lan:1"])
+def test_a_public_api_must_be_asked_for(address: str) -> None:
+    with pytest.raises(SystemExit, match=r"is not a loopback address.*--api-public"):
+        parse("serve", "--api-listen", address)
+    assert parse("serve", "--api-listen", address, "--api-public").api_listen == address
+    environ = {"VXLAN_EVT_API_LISTEN": address, "VXLAN_EVT_API_PUBLIC": "true"}
+    assert from_environment(environ).api_listen == address
