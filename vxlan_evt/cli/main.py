@@ -7,7 +7,7 @@ import ipaddress
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import trio
@@ -329,16 +329,18 @@ def our_errors(exc: BaseException) -> list[VxlanEvtError] | None:
         return [exc]
     if not isinstance(exc, BaseExceptionGroup):
         return None
-    ours, rest = exc.split(VxlanEvtError)
-    if rest is not None or ours is None:
+    ours, rest = exc.split(VxlanEvtError)  # split looks into nested groups too
+    if ours is None or rest is not None:
         return None
-    leaves: list[VxlanEvtError] = []
-    for inner in ours.exceptions:
-        found = our_errors(inner)
-        if found is None:
-            return None
-        leaves.extend(found)
-    return leaves
+    return list(_leaves(ours))
+
+
+def _leaves(group: BaseExceptionGroup[VxlanEvtError]) -> Iterator[VxlanEvtError]:
+    for inner in group.exceptions:
+        if isinstance(inner, BaseExceptionGroup):
+            yield from _leaves(inner)
+        else:
+            yield inner
 
 
 if __name__ == "__main__":
