@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from vxlan_evt.testing.daemon import DaemonProcess
+from vxlan_evt.testing.daemon import DaemonProcess, wait_for
 
 pytestmark = [
     pytest.mark.root,
@@ -190,6 +190,114 @@ def test_restart_reconciles_with_the_kernel(netns: str, tmp_path: Path) -> None:
         )
         second.ok("NetworkDriver.DeleteNetwork", {"NetworkID": NET})
         assert "vxlan-evt" not in sh(netns, "ip", "-d", "-o", "link")
+    finally:
+        assert second.stop() == 0
+
+
+def test_a_restart_with_nothing_changed_plans_nothing(netns: str, tmp_path: Path) -> None:
+    first = DaemonProcess(netns, tmp_path).start()
+    try:
+        assert create_network(first, VtepDev="eth1")[0] == 200
+        first.ok(
+            "NetworkDriver.CreateEndpoint",
+            {"NetworkID": NET, "EndpointID": EP, "Interface": {"Address": "10.42.0.7/24"}},
+        )
+    finally:
+        first.stop(signal.SIGKILL)
+    second = DaemonProcess(netns, tmp_path).start()
+    try:
+        assert "reconciled networks=1 degraded=0 endpoints=1 actions=0" in second.log()
+    finally:
+        assert second.stop() == 0
+
+
+def test_a_recreated_bridge_gets_its_ports_back(netns: str, tmp_path: Path) -> None:
+    first = DaemonProcess(netns, tmp_path).start()
+    try:
+        assert create_network(first, VtepDev="eth1")[0] == 200
+        first.ok(
+            "NetworkDriver.CreateEndpoint",
+            {"NetworkID": NET, "EndpointID": EP, "Interface": {"Address": "10.42.0.7/24"}},
+        )
+    finally:
+        first.stop(signal.SIGKILL)
+    sh(netns, "ip", "link", "del", "br-42")  # the ports stay, masterless
+    second = DaemonProcess(netns, tmp_path).start()
+    try:
+        assert "master br-42" in sh(netns, "ip", "link", "show", "vx-42")
+        assert "master br-42" in sh(netns, "ip", "link", "show", "vh" + EP[:11])
+        assert "inet 10.42.0.254/24" in sh(netns, "ip", "addr", "show", "br-42")
+    finally:
+        assert second.stop() == 0
+
+
+def test_a_foreign_link_of_our_name_degrades_only_its_network(netns: str, tmp_path: Path) -> None:
+    """Before: the foreign bridge got our vxlan enslaved and the gateway added."""
+    first = DaemonProcess(netns, tmp_path).start()
+    try:
+        assert create_network(first, VtepDev="eth1")[0] == 200
+    finally:
+        first.stop(signal.SIGKILL)
+    sh(netns, "ip", "link", "del", "br-42")
+    sh(netns, "ip", "link", "del", "vx-42")
+    sh(netns, "ip", "link", "add", "br-42", "type", "bridge")  # someone else's now
+    second = DaemonProcess(netns, tmp_path).start()
+    try:
+        assert "vx-42" not in sh(netns, "ip", "-o", "link")
+        assert "inet " not in sh(netns, "ip", "addr", "show", "br-42")
+        (network,) = second.get("networks")
+        assert "a link named 'br-42' already exists" in network["degraded"]
+    finally:
+        assert second.stop() == 0
+
+
+def test_a_late_vtep_device_degrades_its_network_until_it_appears(
+    netns: str, tmp_path: Path
+) -> None:
+    """Boot order: the daemon starts before eth2 exists. The other network is served, the
+    late one reports why it is not, and is repaired when eth2 appears (no restart)."""
+    sh(netns, "ip", "link", "add", "eth2", "type", "veth", "peer", "eth2p")
+    first = DaemonProcess(netns, tmp_path).start()
+    other = "f" * 64
+    try:
+        assert create_network(first, VtepDev="eth1")[0] == 200
+        status, document = first.call(
+            "NetworkDriver.CreateNetwork",
+            {
+                "NetworkID": other,
+                "Options": {"com.docker.network.generic": {"VxlanId": "43", "VtepDev": "eth2"}},
+                "IPv4Data": [{"Pool": "10.43.0.0/24", "Gateway": "10.43.0.254/24"}],
+            },
+        )
+        assert status == 200, document
+    finally:
+        first.stop(signal.SIGKILL)
+    sh(netns, "ip", "link", "del", "eth2")  # takes vx-43 with it (its lower device)
+    assert "vx-43" not in sh(netns, "ip", "-o", "link")
+    second = DaemonProcess(netns, tmp_path).start()
+    try:
+        degraded = {n["network_id"]: n["degraded"] for n in second.get("networks")}
+        assert degraded[NET] is None
+        assert degraded[other] == "VtepDev: there is no device 'eth2' on this host (yet)"
+        status, document = second.call(
+            "NetworkDriver.CreateEndpoint",
+            {"NetworkID": other, "EndpointID": EP, "Interface": {"Address": "10.43.0.7/24"}},
+        )
+        assert status == 500 and "is degraded on this host" in document["Err"]
+        second.ok(
+            "NetworkDriver.CreateEndpoint",
+            {"NetworkID": NET, "EndpointID": EP, "Interface": {"Address": "10.42.0.7/24"}},
+        )
+        doctor = second.cli("doctor", check=False)
+        assert doctor.returncode == 1 and "could not rebuild this network" in doctor.stdout
+
+        sh(netns, "ip", "link", "add", "eth2", "type", "veth", "peer", "eth2p")
+        repaired = wait_for(
+            lambda: all(n["degraded"] is None for n in second.get("networks")), timeout=10
+        )
+        assert repaired, second.log()
+        assert "master br-43" in sh(netns, "ip", "-d", "link", "show", "vx-43")
+        assert "network repaired network=ffffffffffff vni=43" in second.log()
     finally:
         assert second.stop() == 0
 

@@ -26,6 +26,9 @@ LISTED = 8  # a finding names at most this many entries, then "and N more"
 # `check.case  level  wording`; indented lines continue the wording. `{vx}`, `{br}`
 # and `{vni}` are always there; `{{`/`}}` are literal braces.
 _TABLE = """
+degraded.found        error vxlan-evt could not rebuild this network: {problem}. It is retried
+                            when links change (and every 30 s); fix the cause, e.g. bring up the
+                            VtepDev or remove the foreign link, and it repairs itself
 vxlan-link.missing    error the vxlan link {vx} is missing, so the network has no path to other
                             hosts; restart vxlan-evt (it rebuilds links from its state)
 vxlan-link.kind       error {vx} is a {kind} link, not vxlan: another tool owns that name; delete
@@ -392,8 +395,15 @@ def check_foreign_entries(v: NetworkView) -> None:
         v.say("foreign-entries.ok")
 
 
+def check_degraded(v: NetworkView) -> None:
+    problem = v.record.get("degraded")
+    if problem:
+        v.say("degraded.found", problem=problem)
+
+
 Check: TypeAlias = Callable[[NetworkView], None]
 CHECKS: tuple[Check, ...] = (
+    check_degraded,
     check_vxlan_link,
     check_bridge,
     check_vtep_dev,

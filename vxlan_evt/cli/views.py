@@ -82,6 +82,7 @@ def networks(rows: Sequence[Row]) -> str:
     return table(
         [
             ("NETWORK", lambda r: short_id(r.get("network_id"))),
+            ("STATUS", lambda r: "degraded" if r.get("degraded") else "ok"),
             ("VNI", lambda r: r.get("vni")),
             ("VXLAN", lambda r: r.get("vxlan_name")),
             ("BRIDGE", lambda r: r.get("bridge_name")),

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -40,6 +41,7 @@ from vxlan_evt.kernel.packets import PacketSender
 from vxlan_evt.kernel.worker import NetlinkWorker
 from vxlan_evt.model.addresses import IPAddress
 from vxlan_evt.model.errors import Conflict
+from vxlan_evt.model.events import LinkEvent
 from vxlan_evt.model.links import Address, LinkInfo
 from vxlan_evt.model.metrics import Metrics
 from vxlan_evt.model.state import NetworkRecord
@@ -200,6 +202,13 @@ def address_change_callback(
     return local_changed if etcd is not None else lambda: None
 
 
+async def report_link_changes(bus: EventBus[Any], links_changed: Callable[[], None]) -> None:
+    """Tell the driver of every link event (a degraded network may be repairable now)."""
+    async with bus.subscribe(lambda event: isinstance(event, LinkEvent)) as subscription:
+        async for _ in subscription:
+            links_changed()
+
+
 async def run_daemon(
     config: DaemonConfig,
     *,
@@ -326,6 +335,8 @@ async def serve_locked(
             await nursery.start(engine.run_resolver)
             await nursery.start(listener.run)
             await service.load_and_reconcile()
+            await nursery.start(service.run_repairs)
+            nursery.start_soon(report_link_changes, engine.bus, service.links_changed)
             await nursery.start(peer_sync.run)
             await nursery.start(ondemand.run)
             if etcd is not None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vxlan_evt.driver.protocol import CreateEndpointRequest, CreateNetworkRequest
-from vxlan_evt.model.errors import Conflict, InvalidOption, NotFound
+from vxlan_evt.model.errors import Conflict, InvalidOption, NotFound, UserError
 from vxlan_evt.model.links import HostFacts, LinkInfo
 from vxlan_evt.model.modes import Scope
 from vxlan_evt.model.network import NetworkOptions
@@ -27,6 +28,7 @@ from vxlan_evt.model.plan import (
     CreateVeth,
     CreateVxlan,
     DeleteLink,
+    SetMaster,
     SetUp,
 )
 from vxlan_evt.model.state import DriverState, EndpointRecord, NetworkRecord
@@ -154,7 +156,8 @@ def plan_create_network(
 def plan_network_links(
     record: NetworkRecord, options: NetworkOptions, facts: HostFacts
 ) -> list[Action]:
-    """Create what is missing; leave existing links of this network as they are (no flap)."""
+    """Create what is missing and re-attach what came loose; leave the rest as it is (no
+    flap). The names must be free or ours (`_check_name_free`): callers check first."""
     alias = network_alias(record.network_id)
     actions: list[Action] = []
     if record.bridge_name not in facts.links:
@@ -178,13 +181,32 @@ def plan_network_links(
                 alias=alias,
             )
         )
-    actions.extend(AddAddress(record.bridge_name, cidr) for cidr in record.host_addresses)
+    else:
+        actions.extend(_reattach(record.vxlan_name, record.bridge_name, facts))
+    present = {_normal_cidr(cidr) for cidr in facts.addresses.get(record.bridge_name, ())}
+    actions.extend(
+        AddAddress(record.bridge_name, cidr)
+        for cidr in record.host_addresses
+        if record.bridge_name not in facts.links or _normal_cidr(cidr) not in present
+    )
     actions.extend(
         SetUp(name)
         for name in (record.vxlan_name, record.bridge_name)
         if name not in facts.links or not facts.links[name].up
     )
     return actions
+
+
+def _normal_cidr(cidr: str) -> str:
+    return str(ipaddress.ip_interface(cidr))
+
+
+def _reattach(name: str, bridge: str, facts: HostFacts) -> list[Action]:
+    """An existing port whose bridge was recreated (or which was taken off it) goes back."""
+    bridge_link = facts.links.get(bridge)
+    if bridge_link is not None and facts.links[name].master == bridge_link.ifindex:
+        return []
+    return [SetMaster(name, bridge)]
 
 
 def _owned_links(facts: HostFacts, network_id: str) -> list[tuple[LinkInfo, Ownership]]:
@@ -306,7 +328,10 @@ def plan_endpoint_links(
     record: EndpointRecord, network: NetworkRecord, facts: HostFacts
 ) -> list[Action]:
     if record.host_ifname in facts.links:
-        return [] if facts.links[record.host_ifname].up else [SetUp(record.host_ifname)]
+        actions = _reattach(record.host_ifname, network.bridge_name, facts)
+        if not facts.links[record.host_ifname].up:
+            actions.append(SetUp(record.host_ifname))
+        return actions
     return [
         CreateVeth(
             host_ifname=record.host_ifname,
@@ -345,15 +370,76 @@ def join_response(network: NetworkRecord, endpoint: EndpointRecord) -> dict[str,
     return response
 
 
-def plan_reconcile(
-    state: DriverState, options_by_network: Mapping[str, NetworkOptions], facts: HostFacts
-) -> list[Action]:
-    """On start: recreate what is missing, keep what exists, remove our orphans."""
-    actions: list[Action] = list(plan_orphans(state, facts))
-    for network_id, record in state.networks.items():
-        actions.extend(plan_network_links(record, options_by_network[network_id], facts))
-    for endpoint in state.endpoints.values():
-        if endpoint.joined and endpoint.host_ifname not in facts.links:
+@dataclass(frozen=True, slots=True)
+class NetworkRepair:
+    """One network's start-up repair: the actions that bring it and its endpoints back,
+    or why that cannot be done now (the network is then served degraded, and retried)."""
+
+    network_id: str
+    actions: tuple[Action, ...] = ()
+    problem: str | None = None
+    skipped: tuple[str, ...] = ()  # endpoints left alone, and why
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilePlan:
+    """Start-up repair, network by network: one that cannot be repaired stops no other."""
+
+    orphans: tuple[Action, ...]
+    networks: tuple[NetworkRepair, ...]
+    # Endpoint records whose network the state does not know (a damaged or hand-edited
+    # state): nothing is built for them, and their links, if any, are orphans.
+    stray_endpoints: tuple[str, ...] = ()
+
+
+def plan_network_repair(
+    state: DriverState, record: NetworkRecord, options: NetworkOptions | UserError, facts: HostFacts
+) -> NetworkRepair:
+    """Recreate what is missing and re-attach what came loose, for one network and its
+    endpoints; never on a link that is not this network's (a foreign `br-42` is a problem
+    to report, not a bridge to take over)."""
+    network_id = record.network_id
+    try:
+        if isinstance(options, UserError):
+            raise options
+        _check_name_free("bridgeName", record.bridge_name, network_id, facts)
+        _check_name_free("vxlanName", record.vxlan_name, network_id, facts)
+        vtep_dev = options.vxlan.vtep_dev
+        if record.vxlan_name not in facts.links and vtep_dev not in (None, *facts.links):
+            raise InvalidOption(f"VtepDev: there is no device {vtep_dev!r} on this host (yet)")
+        actions = plan_network_links(record, options, facts)
+    except UserError as exc:
+        return NetworkRepair(network_id, problem=str(exc))
+    skipped = []
+    for endpoint in state.endpoints_of(network_id):
+        link = facts.links.get(endpoint.host_ifname)
+        if link is None and endpoint.joined:
             continue  # its container went away while we were down; Docker will delete it
-        actions.extend(plan_endpoint_links(endpoint, state.networks[endpoint.network_id], facts))
-    return actions
+        if link is not None and link.ifalias != endpoint_alias(network_id, endpoint.endpoint_id):
+            skipped.append(
+                f"endpoint {endpoint.endpoint_id[:12]}: interface {endpoint.host_ifname!r} "
+                "is not this endpoint's (its ifalias is not our mark); left alone"
+            )
+            continue
+        actions.extend(plan_endpoint_links(endpoint, record, facts))
+    return NetworkRepair(network_id, tuple(actions), skipped=tuple(skipped))
+
+
+def plan_reconcile(
+    state: DriverState,
+    options_by_network: Mapping[str, NetworkOptions | UserError],
+    facts: HostFacts,
+) -> ReconcilePlan:
+    """On start: remove our orphans, then repair each network on its own."""
+    return ReconcilePlan(
+        orphans=tuple(plan_orphans(state, facts)),
+        networks=tuple(
+            plan_network_repair(state, record, options_by_network[network_id], facts)
+            for network_id, record in state.networks.items()
+        ),
+        stray_endpoints=tuple(
+            endpoint_id
+            for endpoint_id, endpoint in state.endpoints.items()
+            if endpoint.network_id not in state.networks
+        ),
+    )

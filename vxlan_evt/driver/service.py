@@ -24,7 +24,7 @@ from vxlan_evt.driver.protocol import (
     NetworkRef,
 )
 from vxlan_evt.driver.store import StateStore
-from vxlan_evt.model.errors import Conflict
+from vxlan_evt.model.errors import Conflict, SystemFailure, UserError
 from vxlan_evt.model.links import HostFacts
 from vxlan_evt.model.modes import Scope
 from vxlan_evt.model.network import NetworkOptions
@@ -32,6 +32,9 @@ from vxlan_evt.model.plan import Action
 from vxlan_evt.model.state import DriverState, NetworkRecord
 
 log = logging.getLogger(__name__)
+
+REPAIR_INTERVAL = 30.0  # seconds between retries of a degraded network without link events
+REPAIR_DEBOUNCE = 0.5  # a burst of link events (a device coming up) is one retry
 
 # Why a new network may not exist (its settings clash with other hosts'), or None.
 NetworkGuard = Callable[[NetworkRecord], Awaitable[str | None]]
@@ -80,6 +83,9 @@ class DriverService:
         self.store = store
         self.current = state if state is not None else CurrentState()
         self._lock = trio.Lock()
+        # Networks in the state that could not be rebuilt (by ID: why); served, retried.
+        self.degraded: dict[str, str] = {}
+        self._links_changed = trio.Event()
         self.on_change = on_change
         self.network_guard = network_guard
         # The network driver's methods; the plugin app serves them with the IPAM driver's.
@@ -121,28 +127,129 @@ class DriverService:
             await self.kernel.apply(actions)
 
     async def commit(self, state: DriverState) -> None:
+        """Save, then put in force. `on_change` only tells others (republish, resync): its
+        failure is logged, never undoes a change the kernel and the disk already hold."""
         await trio.to_thread.run_sync(self.store.save, state)
         self.state = state
-        self.on_change()
+        try:
+            self.on_change()
+        except Exception:
+            log.exception("after a committed change: telling the peer backends failed")
 
-    # --- start-up -----------------------------------------------------------
+    # --- start-up and repair -------------------------------------------------
+
+    def _options_by_network(self) -> dict[str, NetworkOptions | UserError]:
+        """Each network's options re-parsed; one that no longer parses is that network's
+        problem, not everyone's."""
+        parsed: dict[str, NetworkOptions | UserError] = {}
+        for network_id, record in self.state.networks.items():
+            try:
+                parsed[network_id] = self.network_options(record.generic_options)
+            except UserError as exc:
+                parsed[network_id] = exc
+        return parsed
 
     async def load_and_reconcile(self) -> None:
-        """Rebuild the datapath from the state file; remove links we leaked."""
+        """Rebuild the datapath from the state file, network by network; remove links we
+        leaked. A network that cannot be rebuilt now is served degraded and retried."""
         self.state = await trio.to_thread.run_sync(self.store.load)
-        options = {
-            network_id: self.network_options(record.generic_options)
-            for network_id, record in self.state.networks.items()
-        }
         async with self._lock:
-            actions = driver.plan_reconcile(self.state, options, await self.host_facts())
-            await self.apply(actions)
+            plan = driver.plan_reconcile(
+                self.state, self._options_by_network(), await self.host_facts()
+            )
+            applied = await self._apply_orphans(plan.orphans)
+            for endpoint_id in plan.stray_endpoints:
+                log.warning(
+                    "endpoint %s in the state names a network the state does not know; ignored",
+                    endpoint_id[:12],
+                )
+            for repair in plan.networks:
+                applied += await self._apply_repair(repair)
         log.info(
-            "reconciled networks=%d endpoints=%d actions=%d",
+            "reconciled networks=%d degraded=%d endpoints=%d actions=%d",
             len(self.state.networks),
+            len(self.degraded),
             len(self.state.endpoints),
-            len(actions),
+            applied,
         )
+
+    async def _apply_orphans(self, actions: Sequence[Action]) -> int:
+        try:
+            with trio.CancelScope(shield=True):
+                await self.apply(actions)
+        except SystemFailure as exc:
+            log.warning("could not remove every leaked link: %s", exc)
+        return len(actions)
+
+    async def _apply_repair(self, repair: driver.NetworkRepair) -> int:
+        """Apply one network's repair; record it degraded, or healthy again. Under the lock."""
+        network_id = repair.network_id
+        for reason in repair.skipped:
+            log.warning("network %s: %s", network_id[:12], reason)
+        problem = repair.problem
+        if problem is None:
+            try:
+                with trio.CancelScope(shield=True):
+                    await self.apply(repair.actions)
+            except SystemFailure as exc:
+                problem = str(exc)
+        record = self.state.networks[network_id]
+        if problem is not None:
+            if self.degraded.get(network_id) != problem:
+                log.warning(
+                    "network degraded network=%s vni=%d problem=%s (retried when links change)",
+                    network_id[:12],
+                    record.vni,
+                    problem,
+                )
+            self.degraded[network_id] = problem
+            return 0
+        if self.degraded.pop(network_id, None) is not None:
+            log.info("network repaired network=%s vni=%d", network_id[:12], record.vni)
+        return len(repair.actions)
+
+    async def repair_degraded(self) -> None:
+        """One more try at every degraded network (each on its own)."""
+        async with self._lock:
+            if not self.degraded:
+                return
+            facts = await self.host_facts()
+            options = self._options_by_network()
+            for network_id in list(self.degraded):
+                record = self.state.networks.get(network_id)
+                if record is None:
+                    self.degraded.pop(network_id)
+                    continue
+                repair = driver.plan_network_repair(self.state, record, options[network_id], facts)
+                await self._apply_repair(repair)
+                facts = await self.host_facts()
+
+    def links_changed(self) -> None:
+        """A link appeared, went or changed: a degraded network may be repairable now."""
+        if self.degraded:
+            self._links_changed.set()
+
+    async def run_repairs(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Retry degraded networks when links change (a VtepDev that comes up late at boot),
+        and every `REPAIR_INTERVAL` seconds anyway; at most once per `REPAIR_DEBOUNCE`."""
+        task_status.started()
+        while True:
+            with trio.move_on_after(REPAIR_INTERVAL):
+                await self._links_changed.wait()
+            await trio.sleep(REPAIR_DEBOUNCE)  # a burst of link events is one retry
+            self._links_changed = trio.Event()
+            await self.repair_degraded()
+
+    async def _require_healthy(self, network_id: str) -> None:
+        """Docker calls on a degraded network first try to repair it, then fail clearly."""
+        if network_id not in self.degraded:
+            return
+        await self.repair_degraded()
+        problem = self.degraded.get(network_id)
+        if problem is not None:
+            raise SystemFailure(f"network {network_id[:12]} is degraded on this host: {problem}")
 
     # --- Docker methods -----------------------------------------------------
 
@@ -173,14 +280,17 @@ class DriverService:
                 conflict = await self.network_guard(record)
                 if conflict is not None:
                     raise Conflict(conflict)
-            await self.apply(actions)
-            try:
-                await self.commit(self.state.with_network(record))
-            except BaseException:
-                await self.apply(
-                    driver.plan_delete_network(await self.host_facts(), record.network_id)
-                )
-                raise
+            # Shielded: a call cancelled half-way (Docker hung up, shutdown) must still end
+            # in kernel and state agreeing, and a rollback in a cancelled scope does nothing.
+            with trio.CancelScope(shield=True):
+                await self.apply(actions)
+                try:
+                    await self.commit(self.state.with_network(record))
+                except BaseException:
+                    await self.apply(
+                        driver.plan_delete_network(await self.host_facts(), record.network_id)
+                    )
+                    raise
         log.info(
             "network created network=%s vni=%d vxlan=%s bridge=%s mtu=%d",
             record.network_id[:12],
@@ -195,30 +305,34 @@ class DriverService:
         """Idempotent; forgets first, so a crash mid-way leaves orphans the next start removes."""
         request = NetworkRef.from_json(body)
         async with self._lock:
-            if request.network_id in self.state.networks:
-                await self.commit(self.state.without_network(request.network_id))
-            await self.apply(
-                driver.plan_delete_network(await self.host_facts(), request.network_id)
-            )
+            with trio.CancelScope(shield=True):
+                if request.network_id in self.state.networks:
+                    await self.commit(self.state.without_network(request.network_id))
+                self.degraded.pop(request.network_id, None)
+                await self.apply(
+                    driver.plan_delete_network(await self.host_facts(), request.network_id)
+                )
         log.info("network deleted network=%s", request.network_id[:12])
         return {}
 
     async def create_endpoint(self, body: Mapping[str, Any]) -> dict[str, Any]:
         request = CreateEndpointRequest.from_json(body)
+        await self._require_healthy(request.network_id)
         async with self._lock:
             record, actions = driver.plan_create_endpoint(
                 self.state, request, await self.host_facts()
             )
-            await self.apply(actions)
-            try:
-                await self.commit(self.state.with_endpoint(record))
-            except BaseException:
-                await self.apply(
-                    driver.plan_delete_endpoint(
-                        await self.host_facts(), record.network_id, record.endpoint_id
+            with trio.CancelScope(shield=True):  # as in create_network
+                await self.apply(actions)
+                try:
+                    await self.commit(self.state.with_endpoint(record))
+                except BaseException:
+                    await self.apply(
+                        driver.plan_delete_endpoint(
+                            await self.host_facts(), record.network_id, record.endpoint_id
+                        )
                     )
-                )
-                raise
+                    raise
         log.info(
             "endpoint created network=%s endpoint=%s ifname=%s mac=%s address=%s",
             record.network_id[:12],
@@ -233,13 +347,14 @@ class DriverService:
     async def delete_endpoint(self, body: Mapping[str, Any]) -> dict[str, Any]:
         request = EndpointRef.from_json(body)
         async with self._lock:
-            if request.endpoint_id in self.state.endpoints:
-                await self.commit(self.state.without_endpoint(request.endpoint_id))
-            await self.apply(
-                driver.plan_delete_endpoint(
-                    await self.host_facts(), request.network_id, request.endpoint_id
+            with trio.CancelScope(shield=True):
+                if request.endpoint_id in self.state.endpoints:
+                    await self.commit(self.state.without_endpoint(request.endpoint_id))
+                await self.apply(
+                    driver.plan_delete_endpoint(
+                        await self.host_facts(), request.network_id, request.endpoint_id
+                    )
                 )
-            )
         log.info("endpoint deleted endpoint=%s", request.endpoint_id[:12])
         return {}
 
@@ -260,7 +375,8 @@ class DriverService:
             endpoint = driver.require_endpoint(self.state, request.network_id, request.endpoint_id)
             network = self.state.networks[request.network_id]
             if not endpoint.joined:
-                await self.commit(self.state.with_endpoint(replace(endpoint, joined=True)))
+                with trio.CancelScope(shield=True):
+                    await self.commit(self.state.with_endpoint(replace(endpoint, joined=True)))
         log.info(
             "endpoint joined network=%s endpoint=%s ifname=%s",
             request.network_id[:12],
@@ -275,6 +391,7 @@ class DriverService:
         async with self._lock:
             endpoint = self.state.endpoints.get(request.endpoint_id)
             if endpoint is not None and endpoint.joined:
-                await self.commit(self.state.with_endpoint(replace(endpoint, joined=False)))
+                with trio.CancelScope(shield=True):
+                    await self.commit(self.state.with_endpoint(replace(endpoint, joined=False)))
         log.info("endpoint left endpoint=%s", request.endpoint_id[:12])
         return {}

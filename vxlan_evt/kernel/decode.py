@@ -216,6 +216,19 @@ def parse_links(chunks: Iterable[bytes]) -> dict[int, LinkInfo]:
     return links
 
 
+def parse_addresses(chunks: Iterable[bytes]) -> dict[int, set[Address]]:
+    """Pure: every address of an RTM_GETADDR dump reply, by ifindex (tentative included:
+    the planner asks what is configured, not what is usable)."""
+    addresses: dict[int, set[Address]] = {}
+    for chunk in chunks:
+        for header in split_messages(chunk):
+            if header.msg_type == RTM_NEWADDR:
+                ifindex, address, _usable = parse_ifaddrmsg(header.data)
+                if address is not None:
+                    addresses.setdefault(ifindex, set()).add(address)
+    return addresses
+
+
 def link_changes(old: LinkInfo, new: LinkInfo) -> tuple[LinkAction, ...]:
     """What changed between two states of one link, most important first."""
     changes: list[LinkAction] = []

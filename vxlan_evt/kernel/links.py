@@ -16,9 +16,9 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from vxlan_evt.kernel.decode import parse_links
+from vxlan_evt.kernel.decode import parse_addresses, parse_links
 from vxlan_evt.kernel.sockets import dump_blocking, open_netlink_socket
-from vxlan_evt.kernel.wire import RTM_GETLINK
+from vxlan_evt.kernel.wire import RTM_GETADDR, RTM_GETLINK
 from vxlan_evt.kernel.worker import NetlinkWorker
 from vxlan_evt.model.errors import SystemFailure
 from vxlan_evt.model.links import HostFacts
@@ -29,6 +29,7 @@ from vxlan_evt.model.plan import (
     CreateVeth,
     CreateVxlan,
     DeleteLink,
+    SetMaster,
     SetUp,
 )
 
@@ -47,20 +48,27 @@ def _default_route_dev(ipr: Any, family: int, names: dict[int, str]) -> str | No
     return None
 
 
-def read_link_dump() -> list[bytes]:
-    """A whole RTM_GETLINK dump, blocking, on a socket of its own in the current network
-    namespace (the worker's); `decode.parse_links` reads it ~50x faster than pyroute2."""
+def read_link_dump(msg_type: int = RTM_GETLINK) -> list[bytes]:
+    """A whole RTM_GETLINK (or RTM_GETADDR) dump, blocking, on a socket of its own in the
+    current network namespace (the worker's); `decode` reads it ~50x faster than pyroute2."""
     with open_netlink_socket() as sock:
         sock.settimeout(10.0)
-        return dump_blocking(sock, RTM_GETLINK, 1)
+        return dump_blocking(sock, msg_type, 1)
 
 
 def read_host_facts(ipr: Any) -> HostFacts:
-    """Snapshot every link (with kind, VNI, ownership mark) and the default-route devices."""
+    """Snapshot every link (with kind, VNI, ownership mark), the addresses on them and the
+    default-route devices."""
     links = parse_links(read_link_dump())
     names = {link.ifindex: link.ifname for link in links.values()}
+    addresses = parse_addresses(read_link_dump(RTM_GETADDR))
     return HostFacts(
         links={link.ifname: link for link in links.values()},
+        addresses={
+            names[ifindex]: frozenset(f"{ip}/{prefix}" for ip, prefix in found)
+            for ifindex, found in addresses.items()
+            if ifindex in names
+        },
         default_route_dev=_default_route_dev(ipr, socket.AF_INET, names),
         default_route_dev6=_default_route_dev(ipr, socket.AF_INET6, names),
     )
@@ -158,6 +166,8 @@ def _apply_one(ipr: Any, action: Action, created: list[str]) -> None:
             except NetlinkError as exc:
                 if exc.code != errno.EEXIST:
                     raise
+        case SetMaster():
+            ipr.link("set", index=_index(ipr, action.ifname), master=_index(ipr, action.master))
         case SetUp():
             ipr.link("set", index=_index(ipr, action.ifname), state="up")
         case DeleteLink():

@@ -30,8 +30,10 @@ class LinkInfo:
 
 @dataclass(frozen=True, slots=True)
 class HostFacts:
-    """A snapshot of the host's links and default-route devices."""
+    """A snapshot of the host's links, their addresses and the default-route devices."""
 
     links: Mapping[str, LinkInfo] = field(default_factory=dict)
+    # By link name: the addresses on it, as "address/prefix" in ipaddress's spelling.
+    addresses: Mapping[str, frozenset[str]] = field(default_factory=dict)
     default_route_dev: str | None = None
     default_route_dev6: str | None = None

@@ -45,6 +45,14 @@ class AddAddress:
 
 
 @dataclass(frozen=True, slots=True)
+class SetMaster:
+    """Put an existing link of ours back on its bridge (the bridge was recreated)."""
+
+    ifname: str
+    master: str
+
+
+@dataclass(frozen=True, slots=True)
 class SetUp:
     ifname: str
 
@@ -57,4 +65,4 @@ class DeleteLink:
     alias: str
 
 
-Action = CreateBridge | CreateVxlan | CreateVeth | AddAddress | SetUp | DeleteLink
+Action = CreateBridge | CreateVxlan | CreateVeth | AddAddress | SetMaster | SetUp | DeleteLink

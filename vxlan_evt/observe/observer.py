@@ -79,6 +79,7 @@ class DaemonObserver:
             row["options"] = row.pop("generic_options")
             row["scope"] = self.service.scope
             row["resolve"] = network_mode(record, self.default_resolve)
+            row["degraded"] = self.service.degraded.get(record.network_id)  # why, or None
             rows.append(row)
         return rows
 

@@ -5,8 +5,10 @@ Real links are tested in tests/integration (netns) and tests/e2e (dockerd).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+
+import trio
 
 from vxlan_evt.model.errors import SystemFailure
 from vxlan_evt.model.links import HostFacts, LinkInfo
@@ -17,6 +19,7 @@ from vxlan_evt.model.plan import (
     CreateVeth,
     CreateVxlan,
     DeleteLink,
+    SetMaster,
     SetUp,
 )
 
@@ -27,8 +30,9 @@ class FakeKernel:
     addresses: dict[str, set[str]] = field(default_factory=dict)
     peers: dict[str, str] = field(default_factory=dict)
     applied: list[Action] = field(default_factory=list)
-    fail_on: type | None = None
+    fail_on: type | None = None  # refuse (and roll back) the first action of this type
     default_route_dev: str | None = None
+    after_apply: Callable[[], None] | None = None  # e.g. cancel the caller mid-call
 
     def add_link(self, name: str, **kwargs: object) -> LinkInfo:
         link = LinkInfo(ifindex=len(self.links) + 100, ifname=name, **kwargs)  # type: ignore[arg-type]
@@ -36,9 +40,19 @@ class FakeKernel:
         return link
 
     async def read_facts(self) -> HostFacts:
-        return HostFacts(links=dict(self.links), default_route_dev=self.default_route_dev)
+        return HostFacts(
+            links=dict(self.links),
+            addresses={name: frozenset(found) for name, found in self.addresses.items()},
+            default_route_dev=self.default_route_dev,
+        )
 
     async def apply(self, actions: Sequence[Action]) -> None:
+        await trio.lowlevel.checkpoint()  # as the real one (a worker thread) does
+        self._apply(actions)
+        if self.after_apply is not None:
+            self.after_apply()
+
+    def _apply(self, actions: Sequence[Action]) -> None:
         created: list[str] = []
         for action in actions:
             if self.fail_on is not None and isinstance(action, self.fail_on):
@@ -75,6 +89,9 @@ class FakeKernel:
                     created.append(action.host_ifname)
                 case AddAddress():
                     self.addresses.setdefault(action.ifname, set()).add(action.cidr)
+                case SetMaster():
+                    master = self.links[action.master].ifindex
+                    self.links[action.ifname] = replace(self.links[action.ifname], master=master)
                 case SetUp():
                     self.links[action.ifname] = replace(self.links[action.ifname], up=True)
                 case DeleteLink():

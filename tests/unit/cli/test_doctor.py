@@ -99,6 +99,16 @@ def test_missing_vxlan_link_silences_the_checks_that_need_it() -> None:
     assert exit_status(findings) == 1
 
 
+def test_a_degraded_network_says_why_and_that_it_is_retried() -> None:
+    docs = healthy()
+    docs["networks"][0]["degraded"] = "VtepDev: there is no device 'eth2' on this host (yet)"
+    docs["links"].remove(links(docs)["vx-42"])
+    degraded = only(run(docs), "degraded")
+    assert degraded.level == "error" and "no device 'eth2'" in degraded.message
+    assert "retried when links change" in degraded.message
+    assert not of(run(healthy()), "degraded")
+
+
 def test_bridge_missing_down_or_not_the_vxlan_master() -> None:
     docs = healthy()
     docs["links"].remove(links(docs)["br-42"])
@@ -429,7 +439,7 @@ def test_findings_as_json() -> None:
 
 
 def test_every_check_has_its_wording_and_the_table_refuses_bad_levels() -> None:
-    assert len(CHECKS) == 10
+    assert len(CHECKS) == 11
     assert all("." in key and level in ("ok", "warn", "error") for key, (level, _) in SAY.items())
     with pytest.raises(ValueError, match="has level 'fatal'"):
         _parse("x.y  fatal  words")

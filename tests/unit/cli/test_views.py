@@ -77,8 +77,9 @@ def test_every_resource_has_a_table() -> None:
 def test_networks() -> None:
     text = views.networks(healthy()["networks"])
     header, row = text.splitlines()
-    assert columns(header)[:8] == [
+    assert columns(header)[:9] == [
         "NETWORK",
+        "STATUS",
         "VNI",
         "VXLAN",
         "BRIDGE",
@@ -87,8 +88,9 @@ def test_networks() -> None:
         "RESOLVE",
         "SCOPE",
     ]
-    assert columns(row)[:8] == [
+    assert columns(row)[:9] == [
         "a1b2c3d4e5f6",
+        "ok",
         "42",
         "vx-42",
         "br-42",
@@ -98,6 +100,8 @@ def test_networks() -> None:
         "local",
     ]
     assert row.endswith("VxlanId=42 VtepDev=eth1 L2miss=true L3miss=true Proxy=true")
+    degraded = {**healthy()["networks"][0], "degraded": "VtepDev: no device 'eth2'"}
+    assert columns(views.networks([degraded]).splitlines()[1])[1] == "degraded"
 
 
 def test_endpoints() -> None:

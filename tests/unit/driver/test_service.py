@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from vxlan_evt.driver.api import InFlight, create_plugin_app
 from vxlan_evt.driver.protocol import PLUGIN_CONTENT_TYPE, implemented_interfaces
 from vxlan_evt.driver.service import CurrentState, DriverService
 from vxlan_evt.driver.store import StateStore
-from vxlan_evt.model.errors import Conflict, InvalidOption, NotFound, UserError
+from vxlan_evt.model.errors import Conflict, InvalidOption, NotFound, SystemFailure, UserError
 from vxlan_evt.model.ownership import endpoint_alias, network_alias
 from vxlan_evt.model.plan import CreateVxlan
 from vxlan_evt.model.state import NetworkRecord
@@ -265,8 +266,121 @@ async def test_reconcile_on_a_clean_host_does_nothing(kernel: FakeKernel, tmp_pa
     service = make_service(kernel, tmp_path)
     await service.create_network(network_request())
     kernel.applied.clear()
+    await service.create_endpoint(endpoint_request())
+    kernel.applied.clear()
     await make_service(kernel, tmp_path).load_and_reconcile()
-    assert [type(a).__name__ for a in kernel.applied] == ["AddAddress"]  # idempotent
+    assert kernel.applied == []  # the gateway is on the bridge already: nothing to do
+
+
+async def test_a_network_that_cannot_be_rebuilt_stops_no_other(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    kernel.add_link("eth2", kind="veth", mtu=1500, up=True)
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())
+    await service.create_network(network_request(NET2, VxlanId="43", VtepDev="eth2"))
+    # Boot: eth2 comes later than the daemon; both networks' links are gone.
+    for name in ("vx-42", "br-42", "vx-43", "br-43", "eth2"):
+        del kernel.links[name]
+    restarted = make_service(kernel, tmp_path)
+    await restarted.load_and_reconcile()
+    assert {"vx-42", "br-42"} <= kernel.links.keys() and "vx-43" not in kernel.links
+    assert restarted.degraded == {NET2: "VtepDev: there is no device 'eth2' on this host (yet)"}
+    with pytest.raises(SystemFailure, match=r"network mmmmmmmmmmmm is degraded on this host"):
+        await restarted.create_endpoint({**endpoint_request(), "NetworkID": NET2})
+    await restarted.create_endpoint(endpoint_request())  # the healthy one serves
+    kernel.add_link("eth2", kind="veth", mtu=1500, up=True)
+    await restarted.repair_degraded()
+    assert restarted.degraded == {}
+    assert kernel.links["vx-43"].master == kernel.links["br-43"].ifindex
+
+
+async def test_options_that_no_longer_parse_degrade_only_their_network(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())
+    await service.create_network(network_request(NET2, VxlanId="43"))
+    record = service.state.networks[NET2]
+    broken = replace(record, generic_options={**record.generic_options, "TTL": "300"})
+    StateStore(tmp_path).save(service.state.with_network(broken))
+    restarted = make_service(kernel, tmp_path)
+    await restarted.load_and_reconcile()
+    assert list(restarted.degraded) == [NET2] and "TTL" in restarted.degraded[NET2]
+
+
+async def test_an_endpoint_of_an_unknown_network_is_ignored(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())
+    await service.create_endpoint(endpoint_request())
+    stray = replace(service.state.endpoints[EP], network_id="x" * 64, endpoint_id=EP2)
+    StateStore(tmp_path).save(service.state.with_endpoint(stray))
+    restarted = make_service(kernel, tmp_path)
+    await restarted.load_and_reconcile()  # was a KeyError: nothing served at all
+    assert restarted.degraded == {}
+    assert kernel.links["vh" + EP[:11]].master == kernel.links["br-42"].ifindex
+
+
+async def test_reconcile_never_takes_over_a_foreign_link_of_our_name(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())
+    del kernel.links["br-42"], kernel.links["vx-42"]
+    foreign = kernel.add_link("br-42", kind="bridge")
+    kernel.applied.clear()
+    restarted = make_service(kernel, tmp_path)
+    await restarted.load_and_reconcile()
+    assert kernel.links["br-42"] == foreign and "vx-42" not in kernel.links
+    assert kernel.applied == []
+    assert "bridgeName: a link named 'br-42' already exists" in restarted.degraded[NET]
+
+
+async def test_a_recreated_bridge_gets_its_ports_back(kernel: FakeKernel, tmp_path: Path) -> None:
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())
+    await service.create_endpoint(endpoint_request())
+    old_bridge = kernel.links.pop("br-42")
+    restarted = make_service(kernel, tmp_path)
+    await restarted.load_and_reconcile()
+    bridge = kernel.links["br-42"]
+    assert bridge.ifindex != old_bridge.ifindex
+    assert kernel.links["vx-42"].master == bridge.ifindex
+    assert kernel.links["vh" + EP[:11]].master == bridge.ifindex
+    assert kernel.addresses["br-42"] == {"10.42.0.254/24"}
+
+
+async def test_a_call_cancelled_half_way_leaves_kernel_and_state_agreeing(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    """Docker hanging up (or shutdown) after the links were made: the call still ends in a
+    state that names them (before: the rollback ran in the cancelled scope and did nothing,
+    leaving marked links no state knew)."""
+    service = make_service(kernel, tmp_path)
+    with trio.CancelScope() as scope:
+        kernel.after_apply = scope.cancel
+        await service.create_network(network_request())
+    kernel.after_apply = None
+    assert scope.cancel_called
+    assert {"br-42", "vx-42"} <= kernel.owned()
+    assert list(StateStore(tmp_path).load().networks) == [NET]
+    with trio.CancelScope() as scope:
+        kernel.after_apply = scope.cancel
+        await service.create_endpoint(endpoint_request())
+    kernel.after_apply = None
+    assert "vh" + EP[:11] in kernel.owned() and EP in StateStore(tmp_path).load().endpoints
+
+
+async def test_a_failing_on_change_undoes_nothing(kernel: FakeKernel, tmp_path: Path) -> None:
+    def broken() -> None:
+        raise RuntimeError("peer backend broke")
+
+    service = make_service(kernel, tmp_path, on_change=broken)
+    assert await service.create_network(network_request()) == {}
+    assert {"br-42", "vx-42"} <= kernel.owned()
+    assert list(StateStore(tmp_path).load().networks) == [NET]
 
 
 # --- over HTTP -----------------------------------------------------------------

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from vxlan_evt.kernel.decode import NeighbourCounts, NetlinkDecoder, parse_ifinfomsg, parse_links
+from vxlan_evt.kernel.decode import (
+    NeighbourCounts,
+    NetlinkDecoder,
+    parse_addresses,
+    parse_ifinfomsg,
+    parse_links,
+)
 from vxlan_evt.kernel.wire import (
     IFINFOMSG,
     IFLA_MTU,
@@ -400,6 +406,13 @@ def test_an_address_dump_after_losses_reports_the_differences(decoder: NetlinkDe
     assert [(e.action, e.ip) for e in events if isinstance(e, AddrEvent)] == [
         ("del", ip_address("192.168.42.200"))
     ]
+
+
+def test_the_planner_reads_every_address_of_a_dump(decoder: NetlinkDecoder) -> None:
+    decoder.load_addresses([load("addr_dump")])
+    found = parse_addresses([load("addr_dump")])
+    assert found == {k: set(v) for k, v in decoder.addresses.items() if v}
+    assert (ip_address("10.99.0.1"), 24) in found[UL]
 
 
 def addr_message(msg_type: int, ip: str, flags: int, ifindex: int = BR) -> bytes:
