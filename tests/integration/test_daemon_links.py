@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import uuid
@@ -174,7 +176,8 @@ def test_restart_reconciles_with_the_kernel(netns: str, tmp_path: Path) -> None:
     bridge_index = sh(netns, "cat", "/sys/class/net/br-42/ifindex")
     sh(netns, "ip", "link", "del", "vx-42")  # lost while we were down
     sh(netns, "ip", "link", "add", "br-leak", "type", "bridge")
-    sh(netns, "ip", "link", "set", "br-leak", "alias", "vxlan-evt net=" + "9" * 64)
+    instance = json.loads((first.state_dir / "state.json").read_text())["instance"]
+    sh(netns, "ip", "link", "set", "br-leak", "alias", f"vxlan-evt net={'9' * 64} inst={instance}")
     sh(netns, "ip", "link", "add", "br-foreign", "type", "bridge")
 
     second = DaemonProcess(netns, tmp_path).start()
@@ -192,6 +195,25 @@ def test_restart_reconciles_with_the_kernel(netns: str, tmp_path: Path) -> None:
         assert "vxlan-evt" not in sh(netns, "ip", "-d", "-o", "link")
     finally:
         assert second.stop() == 0
+
+
+def test_a_second_daemon_on_another_state_dir_deletes_nothing_of_the_first(
+    daemon: DaemonProcess, netns: str, tmp_path: Path
+) -> None:
+    assert create_network(daemon, VtepDev="eth1")[0] == 200
+
+    def marked() -> list[str]:
+        return re.findall(r"alias (vxlan-evt [^\\]*)", sh(netns, "ip", "-d", "-o", "link"))
+
+    before = marked()
+    assert len(before) == 2 and all(" inst=" in alias for alias in before)
+    (tmp_path / "mistyped").mkdir()
+    other = DaemonProcess(netns, tmp_path / "mistyped").start()
+    try:
+        assert marked() == before
+        assert "left alone: 2 links marked by vxlan-evt" in other.log()
+    finally:
+        assert other.stop() == 0
 
 
 def test_a_restart_with_nothing_changed_plans_nothing(netns: str, tmp_path: Path) -> None:

@@ -150,15 +150,15 @@ def plan_create_network(
         host_addresses=request.gateways if scope == "local" else (),
         pools=request.pools,
     )
-    return record, plan_network_links(record, options, facts)
+    return record, plan_network_links(record, options, facts, state.instance)
 
 
 def plan_network_links(
-    record: NetworkRecord, options: NetworkOptions, facts: HostFacts
+    record: NetworkRecord, options: NetworkOptions, facts: HostFacts, instance: str
 ) -> list[Action]:
     """Create what is missing and re-attach what came loose; leave the rest as it is (no
     flap). The names must be free or ours (`_check_name_free`): callers check first."""
-    alias = network_alias(record.network_id)
+    alias = network_alias(record.network_id, instance)
     actions: list[Action] = []
     if record.bridge_name not in facts.links:
         actions.append(
@@ -209,11 +209,19 @@ def _reattach(name: str, bridge: str, facts: HostFacts) -> list[Action]:
     return [SetMaster(name, bridge)]
 
 
-def _owned_links(facts: HostFacts, network_id: str) -> list[tuple[LinkInfo, Ownership]]:
+def _owned_links(
+    facts: HostFacts, network_id: str, instance: str
+) -> list[tuple[LinkInfo, Ownership]]:
+    """The links marked for `network_id`, by this instance (or before instance marks:
+    a network ID names one network, so those are its links too)."""
     owned = []
     for link in facts.links.values():
         owner = parse_alias(link.ifalias)
-        if owner is not None and owner.network_id == network_id:
+        if (
+            owner is not None
+            and owner.network_id == network_id
+            and owner.instance in (None, instance)
+        ):
             owned.append((link, owner))
     return owned
 
@@ -225,9 +233,18 @@ def _delete_order(items: Iterable[tuple[LinkInfo, Ownership]]) -> list[Action]:
     return [DeleteLink(link.ifname, link.ifalias or "") for link, _ in ordered]
 
 
-def plan_delete_network(facts: HostFacts, network_id: str) -> list[Action]:
+def plan_delete_network(facts: HostFacts, network_id: str, instance: str) -> list[Action]:
     """Every link this network owns, found by ownership mark so a lost state still cleans up."""
-    return _delete_order(_owned_links(facts, network_id))
+    return _delete_order(_owned_links(facts, network_id, instance))
+
+
+def provably_ours(owner: Ownership, state: DriverState) -> bool:
+    """Whether a marked link is this instance's to delete: its mark names this instance,
+    or (marked before instance marks) its network is one the state knows. Anything else
+    may be another daemon's, or ours from a state dir that is gone: never deleted."""
+    if owner.instance is not None:
+        return owner.instance == state.instance
+    return owner.network_id in state.networks
 
 
 def plan_orphans(state: DriverState, facts: HostFacts) -> list[Action]:
@@ -235,13 +252,22 @@ def plan_orphans(state: DriverState, facts: HostFacts) -> list[Action]:
     orphans = []
     for link in facts.links.values():
         owner = parse_alias(link.ifalias)
-        if owner is None:
+        if owner is None or not provably_ours(owner, state):
             continue
         if owner.network_id not in state.networks or (
             owner.endpoint_id is not None and owner.endpoint_id not in state.endpoints
         ):
             orphans.append((link, owner))
     return _delete_order(orphans)
+
+
+def unproven_marks(state: DriverState, facts: HostFacts) -> list[str]:
+    """Names of links marked by vxlan-evt that this instance cannot prove are its own."""
+    return sorted(
+        link.ifname
+        for link in facts.links.values()
+        if (owner := parse_alias(link.ifalias)) is not None and not provably_ours(owner, state)
+    )
 
 
 # --- endpoints ---------------------------------------------------------------
@@ -287,7 +313,6 @@ def plan_create_endpoint(
     network = require_network(state, request.network_id)
     endpoint_id = request.endpoint_id
     host_ifname, container_ifname = endpoint_ifnames(endpoint_id)
-    alias = endpoint_alias(request.network_id, endpoint_id)
     known = state.endpoints.get(endpoint_id)
     if known is not None and known.network_id != request.network_id:
         raise Conflict(
@@ -302,7 +327,7 @@ def plan_create_endpoint(
             )
     for name in (host_ifname, container_ifname):
         link = facts.links.get(name)
-        if link is None or link.ifalias == alias:
+        if link is None or _marks_endpoint(link, request.network_id, endpoint_id, state):
             continue
         owner = parse_alias(link.ifalias)
         if owner is None:
@@ -321,11 +346,20 @@ def plan_create_endpoint(
         address=request.address,
         address6=request.address6,
     )
-    return record, plan_endpoint_links(record, network, facts)
+    return record, plan_endpoint_links(record, network, facts, state.instance)
+
+
+def _marks_endpoint(link: LinkInfo, network_id: str, endpoint_id: str, state: DriverState) -> bool:
+    owner = parse_alias(link.ifalias)
+    return (
+        owner is not None
+        and (owner.network_id, owner.endpoint_id) == (network_id, endpoint_id)
+        and owner.instance in (None, state.instance)
+    )
 
 
 def plan_endpoint_links(
-    record: EndpointRecord, network: NetworkRecord, facts: HostFacts
+    record: EndpointRecord, network: NetworkRecord, facts: HostFacts, instance: str
 ) -> list[Action]:
     if record.host_ifname in facts.links:
         actions = _reattach(record.host_ifname, network.bridge_name, facts)
@@ -339,16 +373,18 @@ def plan_endpoint_links(
             mtu=network.bridge_mtu,
             mac=record.mac,
             master=network.bridge_name,
-            alias=endpoint_alias(record.network_id, record.endpoint_id),
+            alias=endpoint_alias(record.network_id, record.endpoint_id, instance),
         ),
         SetUp(record.host_ifname),
     ]
 
 
-def plan_delete_endpoint(facts: HostFacts, network_id: str, endpoint_id: str) -> list[Action]:
+def plan_delete_endpoint(
+    facts: HostFacts, network_id: str, endpoint_id: str, instance: str
+) -> list[Action]:
     return _delete_order(
         (link, owner)
-        for link, owner in _owned_links(facts, network_id)
+        for link, owner in _owned_links(facts, network_id, instance)
         if owner.endpoint_id == endpoint_id
     )
 
@@ -407,7 +443,7 @@ def plan_network_repair(
         vtep_dev = options.vxlan.vtep_dev
         if record.vxlan_name not in facts.links and vtep_dev not in (None, *facts.links):
             raise InvalidOption(f"VtepDev: there is no device {vtep_dev!r} on this host (yet)")
-        actions = plan_network_links(record, options, facts)
+        actions = plan_network_links(record, options, facts, state.instance)
     except UserError as exc:
         return NetworkRepair(network_id, problem=str(exc))
     skipped = []
@@ -415,13 +451,13 @@ def plan_network_repair(
         link = facts.links.get(endpoint.host_ifname)
         if link is None and endpoint.joined:
             continue  # its container went away while we were down; Docker will delete it
-        if link is not None and link.ifalias != endpoint_alias(network_id, endpoint.endpoint_id):
+        if link is not None and not _marks_endpoint(link, network_id, endpoint.endpoint_id, state):
             skipped.append(
                 f"endpoint {endpoint.endpoint_id[:12]}: interface {endpoint.host_ifname!r} "
                 "is not this endpoint's (its ifalias is not our mark); left alone"
             )
             continue
-        actions.extend(plan_endpoint_links(endpoint, record, facts))
+        actions.extend(plan_endpoint_links(endpoint, record, facts, state.instance))
     return NetworkRepair(network_id, tuple(actions), skipped=tuple(skipped))
 
 

@@ -29,7 +29,7 @@ from vxlan_evt.model.links import HostFacts
 from vxlan_evt.model.modes import Scope
 from vxlan_evt.model.network import NetworkOptions
 from vxlan_evt.model.plan import Action
-from vxlan_evt.model.state import DriverState, NetworkRecord
+from vxlan_evt.model.state import DriverState, NetworkRecord, new_instance
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +154,25 @@ class DriverService:
         leaked. A network that cannot be rebuilt now is served degraded and retried."""
         self.state = await trio.to_thread.run_sync(self.store.load)
         async with self._lock:
-            plan = driver.plan_reconcile(
-                self.state, self._options_by_network(), await self.host_facts()
-            )
+            if not self.state.instance:
+                # The first start on this state dir names the instance before it makes
+                # any link, so that every link it makes carries the name.
+                with trio.CancelScope(shield=True):
+                    await self.commit(replace(self.state, instance=new_instance()))
+                log.info("new instance=%s state_dir=%s", self.state.instance, self.store.state_dir)
+            facts = await self.host_facts()
+            plan = driver.plan_reconcile(self.state, self._options_by_network(), facts)
+            unproven = driver.unproven_marks(self.state, facts)
+            if unproven:
+                log.warning(
+                    "left alone: %d links marked by vxlan-evt that this instance (%s, state "
+                    "dir %s) cannot prove are its own (another daemon's, or from a lost state "
+                    "dir): %s",
+                    len(unproven),
+                    self.state.instance,
+                    self.store.state_dir,
+                    " ".join(unproven[:8]) + (" ..." if len(unproven) > 8 else ""),
+                )
             applied = await self._apply_orphans(plan.orphans)
             for endpoint_id in plan.stray_endpoints:
                 log.warning(
@@ -288,7 +304,9 @@ class DriverService:
                     await self.commit(self.state.with_network(record))
                 except BaseException:
                     await self.apply(
-                        driver.plan_delete_network(await self.host_facts(), record.network_id)
+                        driver.plan_delete_network(
+                            await self.host_facts(), record.network_id, self.state.instance
+                        )
                     )
                     raise
         log.info(
@@ -310,7 +328,9 @@ class DriverService:
                     await self.commit(self.state.without_network(request.network_id))
                 self.degraded.pop(request.network_id, None)
                 await self.apply(
-                    driver.plan_delete_network(await self.host_facts(), request.network_id)
+                    driver.plan_delete_network(
+                        await self.host_facts(), request.network_id, self.state.instance
+                    )
                 )
         log.info("network deleted network=%s", request.network_id[:12])
         return {}
@@ -329,7 +349,10 @@ class DriverService:
                 except BaseException:
                     await self.apply(
                         driver.plan_delete_endpoint(
-                            await self.host_facts(), record.network_id, record.endpoint_id
+                            await self.host_facts(),
+                            record.network_id,
+                            record.endpoint_id,
+                            self.state.instance,
                         )
                     )
                     raise
@@ -352,7 +375,10 @@ class DriverService:
                     await self.commit(self.state.without_endpoint(request.endpoint_id))
                 await self.apply(
                     driver.plan_delete_endpoint(
-                        await self.host_facts(), request.network_id, request.endpoint_id
+                        await self.host_facts(),
+                        request.network_id,
+                        request.endpoint_id,
+                        self.state.instance,
                     )
                 )
         log.info("endpoint deleted endpoint=%s", request.endpoint_id[:12])

@@ -9,6 +9,8 @@ codec is pure; only `StateStore` touches the disk (atomic replace + fsync).
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -16,6 +18,8 @@ from typing import Any
 from vxlan_evt.model.errors import SystemFailure
 
 STATE_VERSION = 1
+INSTANCE_LENGTH = 16
+INSTANCE_FORM = re.compile(f"[0-9a-f]{{{INSTANCE_LENGTH}}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +58,16 @@ class DriverState:
 
     networks: Mapping[str, NetworkRecord] = field(default_factory=dict)
     endpoints: Mapping[str, EndpointRecord] = field(default_factory=dict)
+    # This daemon instance's name in the ownership mark of every link it creates ("" until
+    # the first start writes one): what proves a marked link is ours, not another's.
+    instance: str = ""
 
     def with_network(self, record: NetworkRecord) -> DriverState:
         return replace(self, networks={**self.networks, record.network_id: record})
 
     def without_network(self, network_id: str) -> DriverState:
-        return DriverState(
+        return replace(
+            self,
             networks={k: v for k, v in self.networks.items() if k != network_id},
             endpoints={k: v for k, v in self.endpoints.items() if v.network_id != network_id},
         )
@@ -80,6 +88,7 @@ def encode_state(state: DriverState) -> bytes:
     """The on-disk form: versioned, sorted, human-readable JSON."""
     document = {
         "version": STATE_VERSION,
+        "instance": state.instance,
         "networks": {k: _record_to_json(v) for k, v in sorted(state.networks.items())},
         "endpoints": {k: _record_to_json(v) for k, v in sorted(state.endpoints.items())},
     }
@@ -96,9 +105,17 @@ def decode_state(data: bytes) -> DriverState:
             k: NetworkRecord(**_lists_to_tuples(v)) for k, v in document["networks"].items()
         }
         endpoints = {k: EndpointRecord(**v) for k, v in document["endpoints"].items()}
+        instance = document.get("instance", "")  # absent in files of 0.1.0
+        if not isinstance(instance, str) or (instance and not INSTANCE_FORM.fullmatch(instance)):
+            raise ValueError(f"instance {instance!r} is not {INSTANCE_LENGTH} hex digits")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SystemFailure(f"state file is damaged: {exc}") from exc
-    return DriverState(networks=networks, endpoints=endpoints)
+    return DriverState(networks=networks, endpoints=endpoints, instance=instance)
+
+
+def new_instance() -> str:
+    """A fresh instance name: random, so two state dirs never share one."""
+    return secrets.token_hex(INSTANCE_LENGTH // 2)
 
 
 def _record_to_json(record: NetworkRecord | EndpointRecord) -> dict[str, Any]:

@@ -243,12 +243,15 @@ async def test_restart_rebuilds_without_flapping_and_cleans_orphans(
     kernel: FakeKernel, tmp_path: Path
 ) -> None:
     service = make_service(kernel, tmp_path)
+    await service.load_and_reconcile()
     await service.create_network(network_request())
     await service.create_endpoint(endpoint_request())
     bridge_before = kernel.links["br-42"]
     # While the daemon is down: the vxlan link disappears and a leaked link appears.
     del kernel.links["vx-42"]
-    kernel.add_link("br-leak", kind="bridge", ifalias=network_alias("z" * 64))
+    kernel.add_link(
+        "br-leak", kind="bridge", ifalias=network_alias("z" * 64, service.state.instance)
+    )
     kernel.applied.clear()
 
     restarted = make_service(kernel, tmp_path)
@@ -259,6 +262,58 @@ async def test_restart_rebuilds_without_flapping_and_cleans_orphans(
     # Docker never replays CreateNetwork: new endpoints must still work, and so must delete.
     await restarted.create_endpoint(endpoint_request(EP2))
     await restarted.delete_network({"NetworkID": NET})
+    assert kernel.owned() == set()
+
+
+async def test_every_link_carries_the_instance_that_made_it(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    service = make_service(kernel, tmp_path)
+    await service.load_and_reconcile()
+    instance = service.state.instance
+    assert len(instance) == 16 and StateStore(tmp_path).load().instance == instance
+    await service.create_network(network_request())
+    await service.create_endpoint(endpoint_request())
+    assert kernel.links["br-42"].ifalias == network_alias(NET, instance)
+    assert kernel.links["vh" + EP[:11]].ifalias == endpoint_alias(NET, EP, instance)
+    restarted = make_service(kernel, tmp_path)
+    await restarted.load_and_reconcile()
+    assert restarted.state.instance == instance  # kept, not renewed
+
+
+async def test_an_empty_state_dir_deletes_no_link_of_another_instance(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    """A mistyped --state-dir, or a second daemon: before, every marked link on the host
+    was taken for a leak of ours and deleted."""
+    first = make_service(kernel, tmp_path / "right")
+    await first.load_and_reconcile()
+    await first.create_network(network_request())
+    await first.create_endpoint(endpoint_request())
+    kernel.add_link("br-old", kind="bridge", ifalias=network_alias("z" * 64))  # 0.1.0 mark
+    before = dict(kernel.links)
+    mistyped = make_service(kernel, tmp_path / "wrong")
+    await mistyped.load_and_reconcile()
+    assert kernel.links == before
+    assert mistyped.state.instance != first.state.instance
+    await mistyped.delete_network({"NetworkID": NET})  # Docker of the other instance? still no
+    assert kernel.links == before
+
+
+async def test_links_marked_before_instances_are_still_ours_by_their_network(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    """0.1.0 marks had no instance: a network the state knows proves them ours."""
+    service = make_service(kernel, tmp_path)
+    await service.create_network(network_request())  # no load: links in the old form
+    await service.create_endpoint(endpoint_request())
+    assert kernel.links["br-42"].ifalias == network_alias(NET)
+    kernel.add_link("vh" + EP2[:11], kind="veth", ifalias=endpoint_alias(NET, EP2))  # a leak
+    upgraded = make_service(kernel, tmp_path)
+    await upgraded.load_and_reconcile()
+    assert "vh" + EP2[:11] not in kernel.links  # an orphan of a known network
+    assert kernel.links["vh" + EP[:11]].master == kernel.links["br-42"].ifindex
+    await upgraded.delete_network({"NetworkID": NET})
     assert kernel.owned() == set()
 
 

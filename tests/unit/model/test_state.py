@@ -9,6 +9,7 @@ from vxlan_evt.model.state import (
     NetworkRecord,
     decode_state,
     encode_state,
+    new_instance,
 )
 
 NETWORK = NetworkRecord(
@@ -34,17 +35,32 @@ ENDPOINT = EndpointRecord(
 
 
 def test_state_round_trips() -> None:
-    state = DriverState().with_network(NETWORK).with_endpoint(ENDPOINT)
+    state = DriverState(instance=new_instance()).with_network(NETWORK).with_endpoint(ENDPOINT)
     assert decode_state(encode_state(state)) == state
 
 
+def test_a_state_file_from_before_instances_has_none_yet() -> None:
+    old = b'{"version": 1, "networks": {}, "endpoints": {}}'
+    assert decode_state(old) == DriverState(instance="")
+
+
 def test_without_network_drops_its_endpoints() -> None:
-    state = DriverState().with_network(NETWORK).with_endpoint(ENDPOINT)
-    assert state.without_network("n1") == DriverState()
+    state = DriverState(instance="0123456789abcdef").with_network(NETWORK).with_endpoint(ENDPOINT)
+    assert state.without_network("n1") == DriverState(instance="0123456789abcdef")
 
 
 @pytest.mark.parametrize(
-    "data", [b"", b"{", b'{"version": 99}', b'{"version": 1, "networks": {"x": {"bogus": 1}}}']
+    "data",
+    [
+        b"",
+        b"{",
+        b"[1]",
+        b'{"version": 99}',
+        b'{"version": 1, "networks": {"x": {"bogus": 1}}}',
+        b'{"version": 1, "networks": [], "endpoints": {}}',
+        b'{"version": 1, "networks": {}, "endpoints": {}, "instance": "../etc"}',
+        b'{"version": 1, "networks": {}, "endpoints": {}, "instance": 7}',
+    ],
 )
 def test_damaged_state_is_a_system_failure(data: bytes) -> None:
     with pytest.raises(SystemFailure, match="state file is damaged"):
