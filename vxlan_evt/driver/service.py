@@ -173,7 +173,18 @@ class DriverService:
                     self.store.state_dir,
                     " ".join(unproven[:8]) + (" ..." if len(unproven) > 8 else ""),
                 )
-            applied = await self._apply_orphans(plan.orphans)
+            if self.store.recovered is not None and plan.orphans:
+                # The backup may be one change behind: a link it does not name may be a
+                # live container's. Nothing is deleted on this start.
+                log.warning(
+                    "state recovered from its backup: not removing %d links it does not "
+                    "name (they may be live); remove them by hand if they are leaks: %s",
+                    len(plan.orphans),
+                    " ".join(getattr(a, "ifname", "") for a in plan.orphans),
+                )
+                applied = 0
+            else:
+                applied = await self._apply_orphans(plan.orphans)
             for endpoint_id in plan.stray_endpoints:
                 log.warning(
                     "endpoint %s in the state names a network the state does not know; ignored",

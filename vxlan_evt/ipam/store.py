@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 
 import trio
 
-from vxlan_evt.disk.atomicfile import write_atomic
+from vxlan_evt.disk.documents import load_document, save_document
 from vxlan_evt.etcd.client import EtcdClient
 from vxlan_evt.etcd.codec import Compare, KeyValue, Op, RangeResult
 from vxlan_evt.ipam.allocation import (
@@ -109,6 +109,10 @@ def decode_ipam_file(data: bytes) -> tuple[Addresses, Refs]:
     return addresses, refs
 
 
+def _no_allocations() -> tuple[Addresses, Refs]:
+    return {}, {}
+
+
 class LocalIpamStore:
     """Allocations of this host only, in `<state_dir>/ipam.json`; the default without etcd."""
 
@@ -119,10 +123,9 @@ class LocalIpamStore:
         self._loaded: tuple[Addresses, Refs] | None = None
 
     def _read(self) -> tuple[Addresses, Refs]:
-        try:
-            return decode_ipam_file(self.path.read_bytes())
-        except FileNotFoundError:
-            return {}, {}
+        """A damaged file falls back to `ipam.json.bak` (one change older: an address given
+        out since may be given again, which the log says); none usable stops loudly."""
+        return load_document(self.path, decode_ipam_file, _no_allocations, "IPAM file").value
 
     async def _state(self) -> tuple[Addresses, Refs]:
         if self._loaded is None:
@@ -131,7 +134,7 @@ class LocalIpamStore:
 
     async def _commit(self, addresses: Addresses, refs: Refs) -> None:
         """Write first, then adopt: a failed write leaves memory as the disk has it."""
-        await trio.to_thread.run_sync(write_atomic, self.path, encode_ipam_file(addresses, refs))
+        await trio.to_thread.run_sync(save_document, self.path, encode_ipam_file(addresses, refs))
         self._loaded = (addresses, refs)
 
     async def allocate(

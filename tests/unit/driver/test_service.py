@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -315,6 +316,37 @@ async def test_links_marked_before_instances_are_still_ours_by_their_network(
     assert kernel.links["vh" + EP[:11]].master == kernel.links["br-42"].ifindex
     await upgraded.delete_network({"NetworkID": NET})
     assert kernel.owned() == set()
+
+
+async def test_a_damaged_state_file_falls_back_to_its_backup_and_deletes_nothing(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    """The backup is one change behind: the second endpoint's veth is not in it, yet the
+    container lives. Recovery rebuilds what the backup names and deletes no link."""
+    service = make_service(kernel, tmp_path)
+    await service.load_and_reconcile()
+    await service.create_network(network_request())
+    await service.create_endpoint(endpoint_request())
+    await service.create_endpoint(endpoint_request(EP2))
+    (tmp_path / "state.json").write_bytes(b'{"version": 1, "netw')  # a torn write by hand
+    before = dict(kernel.links)
+
+    restarted = make_service(kernel, tmp_path)
+    await restarted.load_and_reconcile()
+
+    assert restarted.store.recovered is not None
+    assert set(restarted.state.endpoints) == {EP}  # what the backup held
+    assert kernel.links == before  # the live veth of EP2 is left alone
+    assert [n for n in os.listdir(tmp_path) if n.startswith("state.json.damaged-")]
+
+
+async def test_a_damaged_state_file_without_backup_stops_with_what_to_do(
+    kernel: FakeKernel, tmp_path: Path
+) -> None:
+    (tmp_path / "state.json").write_bytes(b"[1]")
+    with pytest.raises(SystemFailure, match=r"state file .* is damaged .* move it away"):
+        await make_service(kernel, tmp_path).load_and_reconcile()
+    assert (tmp_path / "state.json").read_bytes() == b"[1]"
 
 
 async def test_reconcile_on_a_clean_host_does_nothing(kernel: FakeKernel, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ plugin API does.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from vxlan_evt.driver.store import StateStore
 from vxlan_evt.ipam.allocation import PoolExhausted
 from vxlan_evt.ipam.service import IpamService
 from vxlan_evt.ipam.store import IPAM_FILE_NAME, LocalIpamStore
-from vxlan_evt.model.errors import Conflict, InvalidOption
+from vxlan_evt.model.errors import Conflict, InvalidOption, SystemFailure
 from vxlan_evt.testing.fake_kernel import FakeKernel
 
 POOL_ID = "vxlan-local/10.42.0.0/24/10.42.0.128/25"
@@ -114,6 +115,24 @@ async def test_allocations_survive_a_restart(tmp_path: Path) -> None:
     restarted = make(tmp_path)
     answer = await call(restarted, "RequestAddress", address_body())
     assert answer["Address"] == "10.42.0.129/24"
+
+
+async def test_a_damaged_file_falls_back_to_its_backup(tmp_path: Path) -> None:
+    service = make(tmp_path)
+    await call(service, "RequestPool", pool_body())
+    await call(service, "RequestAddress", address_body())  # .128
+    await call(service, "RequestAddress", address_body())  # .129: the backup holds .128
+    (tmp_path / IPAM_FILE_NAME).write_bytes(b"\x00" * 64)  # a disk error
+    restarted = make(tmp_path)
+    answer = await call(restarted, "RequestAddress", address_body())
+    assert answer["Address"] == "10.42.0.129/24"  # .128 still held, not given twice
+    assert [n for n in os.listdir(tmp_path) if n.startswith(IPAM_FILE_NAME + ".damaged-")]
+
+
+async def test_a_damaged_file_without_backup_is_refused_loudly(tmp_path: Path) -> None:
+    (tmp_path / IPAM_FILE_NAME).write_text('{"version": 1, "addresses": []}')
+    with pytest.raises(SystemFailure, match=r"IPAM file .* is damaged .* backup .* missing"):
+        await call(make(tmp_path), "RequestAddress", address_body())
 
 
 async def test_ipv6_pool(tmp_path: Path) -> None:
