@@ -7,6 +7,7 @@ wait is bounded by trio.fail_after.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
@@ -231,4 +232,33 @@ async def test_enobufs_leads_to_resync_and_listening_goes_on(
             LinkEvent, lambda e: e.ifname == "vx-42" and e.mtu == 1300, since=since
         )
         assert mtu.action == "mtu" and mtu.seq > resync.seq
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_storm_gets_at_most_one_resync_a_second_and_every_loss_is_counted(
+    hosts: tuple[VxlanHost, VxlanHost],
+) -> None:
+    """Before: every ENOBUFS of a long storm cost its own full dumps, back to back."""
+    a, b = hosts
+    async with trio.open_nursery() as nursery:
+        listener, events = await start(nursery, hosts, rcvbuf=1024)
+        storm_ends = trio.current_time() + 3.5
+        burst = 0
+        while trio.current_time() < storm_ends:
+            lines = fdb_burst(0, 1000, b.underlay_ip)
+            if burst % 2:  # the same entries again, deleted: a flood that never grows
+                lines = [line.replace("fdb add", "fdb del", 1) for line in lines]
+            await trio.to_thread.run_sync(a.host.bridge_batch, lines)
+            burst += 1
+        # Losses of the storm's last second are covered by one more resync, when it is due.
+        await events.wait_for(Resync, lambda r: r.total_losses == listener.statistics().enobufs)
+        resyncs = [e for e in events.events if isinstance(e, Resync)]
+        stats = listener.statistics()
+        gaps = [
+            later.timestamp - earlier.timestamp for earlier, later in itertools.pairwise(resyncs)
+        ]
+        assert stats.enobufs == sum(r.losses for r in resyncs) > len(resyncs) >= 2, stats
+        assert min(gaps) >= 0.99, gaps
+        assert stats.deferred >= 1
+        assert resyncs[-1].total_losses == stats.enobufs
         nursery.cancel_scope.cancel()

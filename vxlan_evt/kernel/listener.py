@@ -8,7 +8,10 @@ nothing falls between dump and stream.
 A miss storm can overflow the socket: the kernel then drops messages and the next recv
 fails with ENOBUFS. We do not die: what is still queued (older than the loss) is decoded,
 links and neighbours are dumped again, link differences come out as LinkEvents, and a
-`Resync` event tells consumers to re-read their own state.
+`Resync` event tells consumers to re-read their own state. A storm that overflows the
+socket again and again gets at most one resync per `resync_interval` (the dumps cost far
+more than the events they recover): losses in between are counted and listening goes on,
+and the one resync that follows covers them all (`Resync.losses`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import math
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +41,7 @@ from vxlan_evt.kernel.wire import (
     RTMGRP_LINK,
     RTMGRP_NEIGH,
 )
-from vxlan_evt.model.defaults import DEFAULT_NETLINK_RCVBUF
+from vxlan_evt.model.defaults import DEFAULT_NETLINK_RCVBUF, MIN_RESYNC_INTERVAL
 from vxlan_evt.model.events import Event, Resync
 from vxlan_evt.model.links import LinkInfo
 
@@ -57,6 +61,7 @@ class ListenerStatistics:
     ignored: int = 0
     enobufs: int = 0
     resyncs: int = 0
+    deferred: int = 0  # ENOBUFS that came too soon after a resync to get their own
     drained: int = 0
     links: int = 0
     rcvbuf: int = 0
@@ -80,12 +85,14 @@ class NetlinkListener:
         clock: Callable[[], float] = time.time,
         drain_limit: int = 10_000,
         decoder: NetlinkDecoder | None = None,
+        resync_interval: float = MIN_RESYNC_INTERVAL,
     ) -> None:
         self._emit = emit
         self._netns = netns
         self._rcvbuf = rcvbuf
         self._groups = groups
         self._drain_limit = drain_limit
+        self._resync_interval = resync_interval
         # A given decoder (its own clock applies) lets the daemon share the live link
         # table with the objects it builds before the listener runs.
         self.decoder = decoder if decoder is not None else NetlinkDecoder(clock=clock)
@@ -109,6 +116,7 @@ class NetlinkListener:
             ignored=decoder.ignored,
             enobufs=s.enobufs,
             resyncs=s.resyncs,
+            deferred=s.deferred,
             drained=s.drained,
             links=len(self.decoder.links),
             rcvbuf=s.rcvbuf,
@@ -145,16 +153,24 @@ class NetlinkListener:
         self, events: trio.socket.SocketType, raw: socket.socket, requests: trio.socket.SocketType
     ) -> None:
         buffer = bytearray(RECV_SIZE)
+        next_resync_at = -math.inf
         while True:
-            try:
-                size = await events.recv_into(buffer)
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-                self._lost()
+            size: int | None = None
+            # With losses pending, wait for the next datagram only until a resync is due.
+            with trio.move_on_at(next_resync_at if self._losses else math.inf):
+                try:
+                    size = await events.recv_into(buffer)
+                except OSError as exc:
+                    if exc.errno != errno.ENOBUFS:
+                        raise
+                    self._lost()
+                    if trio.current_time() < next_resync_at:
+                        self._stats.deferred += 1
+            if size is not None:
+                await self._feed(bytes(memoryview(buffer)[:size]))
+            if self._losses and trio.current_time() >= next_resync_at:
                 await self._resync(raw, requests, buffer)
-                continue
-            await self._feed(bytes(memoryview(buffer)[:size]))
+                next_resync_at = trio.current_time() + self._resync_interval
 
     def _lost(self) -> None:
         self._losses += 1
@@ -200,7 +216,9 @@ class NetlinkListener:
         neighbours = await dump(requests, RTM_GETNEIGH, next(self._dump_seq))
         # Only counted (FDB state is the consumers'), but a fresh count says what they face.
         fdb = await dump(requests, RTM_GETNEIGH, next(self._dump_seq), socket.AF_BRIDGE)
-        counts = self.decoder.load_neighbours([*neighbours, *fdb])
+        # Parsing a big FDB (100k entries) takes long: off the event loop, which keeps
+        # serving Docker calls meanwhile. Only this task feeds the decoder.
+        counts = await trio.to_thread.run_sync(self.decoder.load_neighbours, [*neighbours, *fdb])
         self._stats.resyncs += 1
         self._stats.drained += drained
         resync = Resync(
@@ -212,9 +230,11 @@ class NetlinkListener:
             fdb=counts.fdb,
         )
         log.warning(
-            "netlink resync after ENOBUFS losses=%d total=%d drained=%d links=%d fdb=%d",
+            "netlink resync after ENOBUFS losses=%d total=%d deferred=%d drained=%d links=%d"
+            " fdb=%d",
             resync.losses,
             resync.total_losses,
+            self._stats.deferred,
             drained,
             resync.links,
             resync.fdb,

@@ -4,5 +4,7 @@ from __future__ import annotations
 
 # The event socket's receive buffer: room for a miss storm before ENOBUFS and a resync.
 DEFAULT_NETLINK_RCVBUF = 8 * 1024 * 1024
+# At most one resync (full link, address, neighbour and FDB dumps) per this many seconds.
+MIN_RESYNC_INTERVAL = 1.0
 # Where every key of vxlan-evt lives in etcd (endpoints, networks, IPAM).
 DEFAULT_ETCD_PREFIX = "/vxlan-evt/v1/"
