@@ -40,12 +40,14 @@ from vxlan_evt.kernel.listener import NetlinkListener
 from vxlan_evt.kernel.packets import PacketSender
 from vxlan_evt.kernel.worker import NetlinkWorker
 from vxlan_evt.model.addresses import IPAddress
+from vxlan_evt.model.defaults import MAX_OBSERVE_TCP_REQUESTS
 from vxlan_evt.model.errors import Conflict
 from vxlan_evt.model.events import LinkEvent
 from vxlan_evt.model.links import Address, LinkInfo
 from vxlan_evt.model.metrics import Metrics
 from vxlan_evt.model.state import NetworkRecord
 from vxlan_evt.observe.api import create_observe_app
+from vxlan_evt.observe.limits import TcpRequestCap
 from vxlan_evt.observe.observer import DaemonObserver
 from vxlan_evt.peers.etcd import EtcdPeers
 from vxlan_evt.peers.keys import encode_network, segment_settings
@@ -358,7 +360,7 @@ async def serve_locked(
                 await servers.start(
                     partial(
                         hypercorn_serve,
-                        observe_app,
+                        TcpRequestCap(observe_app, MAX_OBSERVE_TCP_REQUESTS),
                         hypercorn_config(api_binds, config.shutdown_grace, "observe"),
                         shutdown_trigger=shutdown.wait,
                     )

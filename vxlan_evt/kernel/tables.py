@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 import trio
+from pyroute2 import IPRoute
 
 from vxlan_evt.kernel.decode import NdMsg, NetlinkDecoder, parse_ndmsg
 from vxlan_evt.kernel.sockets import dump, open_netlink_socket
@@ -41,14 +42,32 @@ class KernelTables:
 
 async def read_kernel_tables(netns: str | None = None) -> KernelTables:
     raw = await trio.to_thread.run_sync(partial(open_netlink_socket, netns))
-    decoder = NetlinkDecoder()
     with trio.socket.from_stdlib_socket(raw) as sock:
-        decoder.load_links(await dump(sock, RTM_GETLINK, 1))
+        link_chunks = await dump(sock, RTM_GETLINK, 1)
         fdb_chunks = await dump(sock, RTM_GETNEIGH, 2, family=socket.AF_BRIDGE)
         neigh_chunks = await dump(sock, RTM_GETNEIGH, 3)
+    # Decoding 100k FDB entries takes seconds: off the event loop, which serves Docker.
+    return await trio.to_thread.run_sync(
+        decode_kernel_tables, link_chunks, fdb_chunks, neigh_chunks
+    )
+
+
+def decode_kernel_tables(
+    link_chunks: list[bytes], fdb_chunks: list[bytes], neigh_chunks: list[bytes]
+) -> KernelTables:
+    decoder = NetlinkDecoder()
+    decoder.load_links(link_chunks)
     fdb = [e for chunk in fdb_chunks for e in decoder.feed(chunk) if isinstance(e, FdbEvent)]
     neigh = [e for chunk in neigh_chunks for e in decoder.feed(chunk) if isinstance(e, NeighEvent)]
     return KernelTables(links=list(decoder.links.values()), fdb=fdb, neigh=neigh)
+
+
+def read_link_rows() -> list[dict[str, Any]]:
+    """`link_rows` on a pyroute2 socket of its own (blocking; run it in a thread), so the
+    observe API never waits in, or delays, the netlink worker's queue of Docker calls and
+    entry writes."""
+    with IPRoute() as ipr:
+        return link_rows(ipr)
 
 
 async def read_permanent_entries(

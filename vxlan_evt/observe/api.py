@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from vxlan_evt.model.defaults import MAX_EVENT_FOLLOWERS
 from vxlan_evt.model.events import EVENT_TYPES
 from vxlan_evt.resolve.bus import EventBus, Published
 
@@ -87,8 +88,12 @@ def _json(document: Any, status: int = 200) -> Response:
     )
 
 
-def create_observe_app(observer: Observer) -> QuartTrio:
+def create_observe_app(
+    observer: Observer, *, max_followers: int = MAX_EVENT_FOLLOWERS
+) -> QuartTrio:
+    """`max_followers`: each `follow` stream holds a subscription queue until it ends."""
     app = QuartTrio("vxlan_evt.observe")
+    followers = 0
 
     @app.errorhandler(BadQuery)
     async def bad_query(exc: BadQuery) -> Response:
@@ -109,6 +114,11 @@ def create_observe_app(observer: Observer) -> QuartTrio:
         since = _since(args)
         follow = args.get("follow", "0").lower() in {"1", "true", "yes"}
         sse = "text/event-stream" in request.headers.get("Accept", "")
+        if follow and followers >= max_followers:
+            return _json(
+                {"error": f"busy: {max_followers} clients follow the events already; retry later"},
+                503,
+            )
 
         def frame(published: Published[Any]) -> bytes:
             document = json.dumps(encode_event(published))
@@ -117,17 +127,22 @@ def create_observe_app(observer: Observer) -> QuartTrio:
             return document.encode() + b"\n"
 
         async def stream() -> AsyncIterator[bytes]:
-            # Subscribe before reading history so nothing falls between the two.
-            async with observer.bus.subscribe(matches) as subscription:
-                last = since
-                for published in observer.bus.history(since=since, predicate=matches):
-                    last = published.seq
-                    yield frame(published)
-                if not follow:
-                    return
-                async for published in subscription:
-                    if published.seq > last:
+            nonlocal followers
+            followers += follow  # counted from the start: history can be long
+            try:
+                # Subscribe before reading history so nothing falls between the two.
+                async with observer.bus.subscribe(matches) as subscription:
+                    last = since
+                    for published in observer.bus.history(since=since, predicate=matches):
+                        last = published.seq
                         yield frame(published)
+                    if not follow:
+                        return
+                    async for published in subscription:
+                        if published.seq > last:
+                            yield frame(published)
+            finally:
+                followers -= follow
 
         response = Response(
             stream(), content_type="text/event-stream" if sse else "application/x-ndjson"

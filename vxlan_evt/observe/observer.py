@@ -6,8 +6,10 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import trio
+
 from vxlan_evt.driver.service import DriverService
-from vxlan_evt.kernel.tables import link_rows, read_kernel_tables
+from vxlan_evt.kernel.tables import read_kernel_tables, read_link_rows
 from vxlan_evt.kernel.worker import NetlinkWorker
 from vxlan_evt.model.addresses import ZERO_MAC
 from vxlan_evt.model.events import Owner, attribute
@@ -87,7 +89,9 @@ class DaemonObserver:
         return [dataclasses.asdict(e) for e in self.service.state.endpoints.values()]
 
     async def links(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self.worker.call(lambda nl: link_rows(nl.route))
+        # Its own socket in a thread: a client polling /links never queues behind, or
+        # delays, the worker's Docker calls and entry writes.
+        rows = await trio.to_thread.run_sync(read_link_rows)
         return [{**row, **_owner_fields(row["alias"])} for row in rows]
 
     async def _owned(self) -> tuple[dict[int | str, Owner], Any]:
@@ -104,7 +108,9 @@ class DaemonObserver:
         table = self._peers()
         names = {info.ifindex: info.ifname for info in tables.links}
         rows = []
-        for event in tables.fdb:
+        for count, event in enumerate(tables.fdb, 1):
+            if count % 1000 == 0:
+                await trio.lowlevel.checkpoint()  # 100k entries: let Docker's calls in
             row = attribute(event, owned).to_dict()
             row["master"] = names.get(event.master) if event.master is not None else None
             peer = table.by_mac(event.vni, event.mac) if event.vni is not None else None

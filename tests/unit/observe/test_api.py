@@ -119,3 +119,62 @@ async def test_tables_metrics_health_and_404() -> None:
     assert (await get(observer, "/healthz"))[:2] == (200, '{"status": "ok"}\n')
     status, body, _ = await get(observer, "/nope")
     assert status == 404 and "peers" in json.loads(body)["error"]
+
+
+async def follow_over_asgi(
+    app: Any, leave: trio.Event, chunks: trio.MemorySendChannel[bytes], *, task_status: Any
+) -> None:
+    """One follower as hypercorn drives it: the request, then a disconnect on `leave`."""
+    messages = iter([{"type": "http.request", "body": b"", "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        for message in messages:
+            return message
+        await leave.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            task_status.started(message["status"])
+        elif message.get("body"):
+            await chunks.send(message["body"])
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/events",
+        "root_path": "",
+        "query_string": b"follow=1",
+        "headers": [(b"host", b"localhost")],
+        "client": None,
+        "server": None,
+    }
+    await app(scope, receive, send)
+
+
+async def test_followers_over_the_cap_get_a_503_until_one_leaves() -> None:
+    observer = FakeObserver()
+    observer.bus.publish(link_down())
+    app = create_observe_app(observer, max_followers=1)
+    chunks_in, chunks_out = trio.open_memory_channel[bytes](10)
+    first_leaves = trio.Event()
+    async with app.test_app() as test_app, trio.open_nursery() as nursery:
+        client = test_app.test_client()
+        assert await nursery.start(follow_over_asgi, app, first_leaves, chunks_in) == 200
+        with trio.fail_after(5):
+            assert b'"link"' in await chunks_out.receive()  # the stream has started
+        refused = await client.get("/events?follow=1")
+        assert refused.status_code == 503
+        assert "1 clients follow" in (await refused.get_json())["error"]
+        assert (await client.get("/events")).status_code == 200  # one-shot: not a follower
+        first_leaves.set()
+        for _ in range(100):  # the slot comes back once the first stream's cleanup has run
+            status = await nursery.start(follow_over_asgi, app, trio.Event(), chunks_in)
+            if status == 200:
+                break
+            await trio.sleep(0.01)
+        else:
+            raise AssertionError("the follower slot was never given back")
+        nursery.cancel_scope.cancel()
