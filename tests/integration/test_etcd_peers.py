@@ -241,3 +241,70 @@ def test_same_vni_with_other_settings_on_another_host_is_refused(cluster: Cluste
     daemon_a.ok("NetworkDriver.DeleteNetwork", {"NetworkID": other})
     assert wait_for(lambda: not etcd_keys(cluster, "/vxlan-evt/v1/networks/77/"))
     daemon_b.ok("NetworkDriver.CreateNetwork", request(b, "10.78.0.0/24", Group="239.1.1.77"))
+
+
+def etcd_put(cluster: Cluster, key: str, value: str) -> None:
+    etcd = cluster.etcd
+    subprocess.run(
+        ["ip", "netns", "exec", etcd.netns, "etcdctl", f"--endpoints={etcd.url}", "put", key],
+        input=value, capture_output=True, text=True, check=True,
+        env={**os.environ, "ETCDCTL_API": "3"},
+    )  # fmt: skip
+
+
+def test_hostile_records_are_skipped_and_the_daemon_keeps_syncing(cluster: Cluster) -> None:
+    """Anyone who can write to etcd: records that would misdirect the segment (a loopback
+    or unspecified VTEP, the flood MAC, another host's name, JSON nested past the parser's
+    limit, a networks/ record of the wrong shape) are logged and skipped; the watch goes
+    on, so the next good record is programmed; CreateNetwork is never a 500."""
+    a, b = cluster.hosts
+    daemon_a, daemon_b = cluster.daemons
+    prefix = "/vxlan-evt/v1/"
+
+    # host9's VTEP is an unused address of the lab's own underlay /24: nothing leaves it.
+    def endpoint(n: int, **fields: str) -> str:
+        document = {"ip": f"192.168.42.{n}", "mac": f"02:42:c0:a8:2a:{n:02x}",
+                    "vtep": "10.99.0.9", "host": "host9", "container": f"c{n}", **fields}  # fmt: skip
+        return json.dumps(document)
+
+    hostile = {
+        f"{prefix}endpoints/42/host9/c11/192.168.42.11": endpoint(11, vtep="127.0.0.1"),
+        f"{prefix}endpoints/42/host9/c12/192.168.42.12": endpoint(12, vtep="0.0.0.0"),
+        f"{prefix}endpoints/42/host9/c13/192.168.42.13": endpoint(13, mac="00:00:00:00:00:00"),
+        f"{prefix}endpoints/42/host9/c14/192.168.42.14": endpoint(14, host="host1"),
+        f"{prefix}endpoints/42/host9/c15/192.168.42.15": "[" * 20_000 + "]" * 20_000,
+        f"{prefix}endpoints/42/host9/c16/192.168.42.16": '{"ip": 7}',
+        f"{prefix}networks/78/host9": '{"settings": ["Port"], "subnets": 1}',
+    }
+    for key, value in hostile.items():
+        etcd_put(cluster, key, value)
+    good_key = f"{prefix}endpoints/42/host9/c17/192.168.42.17"
+    etcd_put(cluster, good_key, endpoint(17))  # after the garbage: the watch must still run
+
+    good_entry = "02:42:c0:a8:2a:11 dst 10.99.0.9 self permanent"  # 0x11: c17
+    for daemon, host in ((daemon_a, a), (daemon_b, b)):
+        assert wait_for(lambda h=host: good_entry in cluster.fdb(h)), daemon.log()  # type: ignore[misc]
+        fdb = cluster.fdb(host)
+        for n in (11, 12, 13, 14, 15, 16):
+            assert f"02:42:c0:a8:2a:{n:02x}" not in fdb, (n, fdb)
+        assert "dst 127.0.0.1" not in fdb and "dst 0.0.0.0" not in fdb
+        peers = {p["ip"] for p in daemon.get("peers")}
+        assert "192.168.42.17" in peers and not peers & {f"192.168.42.{n}" for n in range(11, 17)}
+        log = daemon.log()
+        for n in (11, 12, 13, 14, 15, 16):
+            assert f"c{n}/192.168.42.{n}" in log, (n, log)
+        assert "vtep 127.0.0.1 is a loopback address" in log
+        assert "etcd unavailable" not in log and "failed unexpectedly" not in log
+    # Programmed from host1 and host2's own endpoints all along: nothing else moved.
+    assert programmed(cluster, a, b) and programmed(cluster, b, a)
+
+    other = "8" * 64
+    status, document = daemon_b.call("NetworkDriver.CreateNetwork", {
+        "NetworkID": other,
+        "Options": {"com.docker.network.generic": {
+            "VxlanId": "78", "VtepDev": "ul0", "SrcAddr": b.underlay_ip}},
+        "IPv4Data": [{"Pool": "10.78.0.0/24", "Gateway": "10.78.0.254/24"}],
+    })  # fmt: skip
+    assert status == 200, document
+    assert "ignoring malformed etcd record '/vxlan-evt/v1/networks/78/host9'" in daemon_b.log()
+    daemon_b.ok("NetworkDriver.DeleteNetwork", {"NetworkID": other})

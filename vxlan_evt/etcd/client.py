@@ -29,6 +29,7 @@ from vxlan_evt.etcd.codec import (
     WatchBatch,
     _int,
     _revision,
+    decode_answer,
     decode_delete,
     decode_error,
     decode_keepalive,
@@ -63,8 +64,10 @@ class WatchStream:
                 raise EtcdUnavailable("etcd: watch stream ended") from None
             except httpx.TransportError as exc:
                 raise EtcdUnavailable(f"etcd: watch stream broke: {exc!r}") from exc
+            except httpx.HTTPError as exc:
+                raise EtcdError(f"etcd: watch stream unreadable: {exc!r}") from exc
             if line.strip():
-                batch = decode_watch_response(decode_stream_line(line))
+                batch = decode_answer("watch", decode_watch_response, decode_stream_line(line))
                 self.revision = max(self.revision, batch.revision)
                 if batch.events:
                     return batch
@@ -114,14 +117,17 @@ class EtcdClient:
 
     async def range(self, key: Data, *, prefix: bool = False) -> RangeResult:
         body = key_range(key, prefix=prefix)
-        return decode_range(await self._post("/v3/kv/range", body, idempotent=True))
+        doc = await self._post("/v3/kv/range", body, idempotent=True)
+        return decode_answer("range", decode_range, doc)
 
     async def put(self, key: Data, value: Data, *, lease: int | None = None) -> int:
         """Store `value`; returns the new store revision."""
-        return _revision(await self._post("/v3/kv/put", encode_put(key, value, lease=lease)))
+        doc = await self._post("/v3/kv/put", encode_put(key, value, lease=lease))
+        return decode_answer("put", _revision, doc)
 
     async def delete(self, key: Data, *, prefix: bool = False) -> DeleteResult:
-        return decode_delete(await self._post("/v3/kv/deleterange", key_range(key, prefix=prefix)))
+        doc = await self._post("/v3/kv/deleterange", key_range(key, prefix=prefix))
+        return decode_answer("delete", decode_delete, doc)
 
     async def txn(
         self,
@@ -131,7 +137,7 @@ class EtcdClient:
     ) -> TxnResult:
         """Atomic if-then-else over `Compare.*` guards and `Op.*` ops: compare-and-swap."""
         body = {"compare": list(compare), "success": list(success), "failure": list(failure)}
-        return decode_txn(await self._post("/v3/kv/txn", body))
+        return decode_answer("txn", decode_txn, await self._post("/v3/kv/txn", body))
 
     async def compact(self, revision: int, *, physical: bool = True) -> None:
         """Drop history before `revision`; watches that start earlier get EtcdCompacted."""
@@ -139,7 +145,9 @@ class EtcdClient:
 
     async def lease_grant(self, ttl: int) -> LeaseGrant:
         doc = await self._post("/v3/lease/grant", {"TTL": str(ttl)})
-        return LeaseGrant(_int(doc, "ID"), _int(doc, "TTL"))
+        return decode_answer(
+            "lease grant", lambda d: LeaseGrant(_int(d, "ID"), _int(d, "TTL")), doc
+        )
 
     async def lease_keepalive_once(self, lease_id: int) -> int:
         """Refresh the lease once and return its TTL; call it every ~TTL/3 from one task.
@@ -149,7 +157,7 @@ class EtcdClient:
         is exactly one keepalive, with no stream left to manage.
         """
         doc = await self._post("/v3/lease/keepalive", {"ID": str(lease_id)}, idempotent=True)
-        return decode_keepalive(doc.get("result", doc))
+        return decode_answer("keepalive", lambda d: decode_keepalive(d.get("result", d)), doc)
 
     async def lease_revoke(self, lease_id: int) -> None:
         """End the lease and delete its keys now, rather than at expiry."""
@@ -195,7 +203,7 @@ class EtcdClient:
                 async for line in lines:
                     if line.strip():
                         result = decode_stream_line(line)
-                        revision = decode_watch_response(result).revision
+                        revision = decode_answer("watch", decode_watch_response, result).revision
                         if not result.get("created"):
                             raise EtcdError(f"etcd: unexpected first watch answer {line[:200]!r}")
                         return response, WatchStream(lines, revision)
@@ -232,7 +240,7 @@ class EtcdClient:
         name, password = self._credentials
         login = {"name": name, "password": password}
         response = await self._http.post(url + "/v3/auth/authenticate", json=login)
-        return str(_decode_response(response)["token"])
+        return decode_answer("authenticate", lambda d: str(d["token"]), _decode_response(response))
 
     async def _on_endpoints(self, call: Callable[[str], Awaitable[T]], idempotent: bool) -> T:
         """Run `call(endpoint)` on the current endpoint, failing over as the class says."""
@@ -252,6 +260,8 @@ class EtcdClient:
                 if not idempotent:
                     raise EtcdUnavailable(f"etcd: {url} failed mid-request: {exc!r}") from exc
                 failures.append(f"{url}: {exc!r}")
+            except httpx.HTTPError as exc:  # a body that will not decode, a redirect loop
+                raise EtcdError(f"etcd: {url}: {exc!r}") from exc
             else:
                 if index != self._current:
                     log.info("etcd failover endpoint=%s", url)

@@ -26,6 +26,7 @@ Json = dict[str, Any]
 Doc = Mapping[str, Any]
 Data = bytes | str
 T = TypeVar("T")
+R = TypeVar("R")
 GRPC_NOT_FOUND, GRPC_OUT_OF_RANGE, GRPC_UNAVAILABLE, GRPC_UNAUTHENTICATED = 5, 11, 14, 16
 # A stopping etcd breaks streams with 14 ("transport is closing") or, now and then,
 # 1 ("grpc: the client connection is closing"); 4 is the gateway's own deadline.
@@ -196,6 +197,16 @@ class WatchBatch(NamedTuple):
     revision: int
 
 
+def decode_answer(what: str, decode: Callable[[Doc], R], doc: Doc) -> R:
+    """`decode(doc)`, with any surprise in the document's shape (a proxy's page, another
+    version's answer, a hostile server) raised as one EtcdError naming the call: the
+    callers retry on EtcdError, never on a KeyError from deep inside a decoder."""
+    try:
+        return decode(doc)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise EtcdError(f"etcd: unexpected answer to {what}: {exc!r}"[:300]) from exc
+
+
 def _int(doc: Doc, name: str) -> int:
     return int(doc.get(name, 0))
 
@@ -250,7 +261,10 @@ def decode_error(doc: Doc, status: int = 0) -> EtcdError:
         raw_code, message = error.get("grpc_code"), str(error.get("message", ""))
     else:
         raw_code, message = doc.get("code"), str(doc.get("message") or error or "")
-    code = None if raw_code is None else int(raw_code)
+    try:
+        code = None if raw_code is None else int(raw_code)
+    except (TypeError, ValueError):
+        code = None
     text = f"etcd: {message or f'HTTP {status}'}"
     if code in GRPC_TRANSIENT or (code is None and status in (502, 503, 504)):
         return EtcdUnavailable(text, code=code)

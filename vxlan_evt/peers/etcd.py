@@ -19,6 +19,7 @@ import trio
 from vxlan_evt.etcd.client import EtcdClient
 from vxlan_evt.etcd.codec import EtcdCompacted, EtcdError
 from vxlan_evt.peers.keys import (
+    MalformedRecord,
     decode_endpoint,
     encode_endpoint,
     endpoint_key,
@@ -55,6 +56,7 @@ class EtcdPeers:
         self.local_networks = local_networks
         self.on_change = on_change  # called after every rebuild of the table
         self.connected = False
+        self.malformed = 0  # records skipped since start
         self.table = PeerTable()
         self._remote: dict[bytes, PeerEndpoint] = {}
         self._published: dict[bytes, bytes] = {}
@@ -92,6 +94,17 @@ class EtcdPeers:
                     len(self._remote),
                     backoff,
                     "; ".join(str(e) for e in group.exceptions),
+                )
+            except* Exception as group:
+                # A bug or an answer nobody foresaw: the datapath must not lose its peers
+                # over it. Keep the table, say what happened, and start over after a pause.
+                self.connected = False
+                log.error(
+                    "etcd peer sync failed unexpectedly, keeping %d cached peers, retrying"
+                    " in %.1fs",
+                    len(self._remote),
+                    backoff,
+                    exc_info=group,
                 )
             if not started:
                 task_status.started()  # the daemon must start even when etcd is down
@@ -159,7 +172,11 @@ class EtcdPeers:
             host = host_of_network_key(kv.key)
             if host == self.host:
                 continue
-            conflict = network_conflict(vni, settings, kv.value, subnets=subnets, host=host)
+            try:
+                conflict = network_conflict(vni, settings, kv.value, subnets=subnets, host=host)
+            except MalformedRecord as exc:
+                log.warning("ignoring malformed etcd record %s: %s", _shown(kv.key), exc)
+                continue
             if conflict is not None:
                 return conflict
         return None
@@ -173,10 +190,14 @@ class EtcdPeers:
         return int(result.revision)
 
     def _remember(self, key: bytes, value: bytes) -> None:
-        peer = decode_endpoint(key, value)
-        if peer is None:
-            log.warning("ignoring malformed etcd key %s", key.decode(errors="replace"))
-        elif peer.host != self.host:
+        try:
+            peer = decode_endpoint(key, value)
+        except MalformedRecord as exc:
+            self._remote.pop(key, None)  # what it said before no longer holds either
+            self.malformed += 1
+            log.warning("ignoring malformed etcd record %s: %s", _shown(key), exc)
+            return
+        if peer.host != self.host:
             self._remote[key] = peer
 
     async def _watch(self, start_revision: int) -> None:
@@ -196,3 +217,7 @@ class EtcdPeers:
             log.info("etcd watch compacted; reloading everything")
             raise
         raise EtcdError("etcd watch ended")
+
+
+def _shown(key: bytes) -> str:
+    return repr(key.decode(errors="replace")[:200])

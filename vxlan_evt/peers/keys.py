@@ -14,15 +14,13 @@ Under the prefix (default `/vxlan-evt/v1/`):
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vxlan_evt.driver.options import normalise_mac
 from vxlan_evt.model.errors import InvalidOption
 from vxlan_evt.model.network import VxlanSpec
-from vxlan_evt.peers.table import PeerEndpoint, PeerTable
+from vxlan_evt.peers.table import PeerEndpoint, PeerTable, peer_from_document
 
 
 def endpoints_prefix(prefix: str) -> bytes:
@@ -60,22 +58,47 @@ def encode_endpoint(peer: PeerEndpoint) -> bytes:
     return json.dumps(document, sort_keys=True).encode()
 
 
-def decode_endpoint(key: bytes, value: bytes) -> PeerEndpoint | None:
-    """A peer from one `endpoints/` key, or None for anything malformed (logged by the caller)."""
+class MalformedRecord(ValueError):
+    """A record in etcd that this version cannot use; the message says why, for the log."""
+
+
+# etcd holds what every host (and anyone with write access) put there: each record is
+# checked before it can become an entry, and a bad one is skipped, never fatal.
+MAX_RECORD_BYTES = 64 * 1024
+
+
+def _document(value: bytes) -> dict[str, Any]:
+    if len(value) > MAX_RECORD_BYTES:
+        raise MalformedRecord(f"{len(value)} bytes, over {MAX_RECORD_BYTES}")
     try:
-        vni = int(key.decode().rsplit("/endpoints/", 1)[1].split("/", 1)[0])
         document = json.loads(value)
-        return PeerEndpoint(
-            vni=vni,
-            ip=ipaddress.ip_address(document["ip"]),
-            mac=normalise_mac("mac", str(document["mac"])),
-            vtep=ipaddress.ip_address(document["vtep"]),
-            source="etcd",
-            host=document.get("host"),
-            container=document.get("container"),
+    except (ValueError, RecursionError) as exc:  # invalid UTF-8 is a ValueError too
+        raise MalformedRecord(f"not JSON: {exc}"[:200]) from None
+    if not isinstance(document, dict):
+        raise MalformedRecord(f"not a JSON object but {type(document).__name__}")
+    return document
+
+
+def decode_endpoint(key: bytes, value: bytes) -> PeerEndpoint:
+    """The peer of one `endpoints/<vni>/<host>/<endpoint>/<ip>` key, checked like a
+    peers-file entry; the key and the record must agree on the host and the IP."""
+    try:
+        parts = key.decode().rsplit("/endpoints/", 1)[1].split("/")
+    except (UnicodeDecodeError, IndexError):
+        raise MalformedRecord("the key is not endpoints/<vni>/<host>/<endpoint>/<ip>") from None
+    if len(parts) != 4 or not parts[0].isdigit() or not 0 < int(parts[0]) <= 16_777_215:
+        raise MalformedRecord("the key is not endpoints/<vni>/<host>/<endpoint>/<ip>")
+    vni, key_host, _, key_ip = int(parts[0]), parts[1], parts[2], parts[3]
+    document = _document(value)
+    try:
+        peer = peer_from_document(vni, document, where="record", source="etcd")
+    except InvalidOption as exc:
+        raise MalformedRecord(str(exc)) from None
+    if peer.host != key_host or str(peer.ip) != key_ip:
+        raise MalformedRecord(
+            f"the record says host {peer.host!r:.40} ip {peer.ip}, its key {key_host!r:.40} {key_ip!r:.50}"
         )
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, InvalidOption):
-        return None
+    return peer
 
 
 def table_from(peers: Mapping[bytes, PeerEndpoint], local: Iterable[PeerEndpoint]) -> PeerTable:
@@ -100,6 +123,21 @@ def encode_network(settings: Mapping[str, str], subnets: Iterable[str] = ()) -> 
     return json.dumps(document, sort_keys=True).encode()
 
 
+def decode_network(value: bytes) -> tuple[dict[str, str], list[str]]:
+    """The segment settings and subnets of one `networks/<vni>/<host>` record."""
+    document = _document(value)
+    settings = document.get("settings", {})
+    subnets = document.get("subnets", [])
+    if not isinstance(settings, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 256
+        for k, v in settings.items()
+    ):
+        raise MalformedRecord("settings must map option names to short strings")
+    if not isinstance(subnets, list) or not all(isinstance(n, str) for n in subnets):
+        raise MalformedRecord("subnets must be a list of strings")
+    return settings, sorted(subnets)
+
+
 def network_conflict(
     vni: int,
     ours: Mapping[str, str],
@@ -109,13 +147,9 @@ def network_conflict(
     host: str = "another host",
 ) -> str | None:
     """A message naming every segment setting (and the subnets) that differ from `host`'s,
-    or None. `ours` is `segment_settings(...)` of the network being created."""
-    try:
-        document: dict[str, Any] = json.loads(published)
-        theirs: dict[str, Any] = document.get("settings", {})
-        their_subnets = sorted(document.get("subnets", ()))
-    except (ValueError, AttributeError, TypeError):
-        return None
+    or None. `ours` is `segment_settings(...)` of the network being created. A record that
+    cannot be read raises MalformedRecord (the caller logs it and compares the rest)."""
+    theirs, their_subnets = decode_network(published)
     differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     details = [
         f"{k}={ours.get(k, '(unset)')} here but {theirs.get(k, '(unset)')} there" for k in differing

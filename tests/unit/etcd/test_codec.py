@@ -14,6 +14,7 @@ from vxlan_evt.etcd.codec import (
     EtcdLeaseNotFound,
     EtcdUnauthenticated,
     EtcdUnavailable,
+    Json,
     KeyValue,
     Op,
     PutResult,
@@ -21,6 +22,7 @@ from vxlan_evt.etcd.codec import (
     TxnResult,
     WatchEvent,
     b64,
+    decode_answer,
     decode_delete,
     decode_error,
     decode_keepalive,
@@ -337,3 +339,24 @@ def test_compacted_watch_raises_with_the_compact_revision() -> None:
 def test_watch_refused_for_a_bad_token() -> None:
     with pytest.raises(EtcdUnauthenticated, match="invalid auth token"):
         decode_watch_response(decode_stream_line(BAD_TOKEN))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"kvs": [{"key": 5}]},  # not base64 text
+        {"kvs": [{"key": "QQ="}]},  # bad base64 padding
+        {"kvs": "abc"},
+        {"kvs": [None]},
+        {"header": {"revision": "soon"}},
+        {"header": []},
+    ],
+)
+def test_an_answer_of_the_wrong_shape_is_one_etcd_error_naming_the_call(answer: Json) -> None:
+    with pytest.raises(EtcdError, match="unexpected answer to range"):
+        decode_answer("range", decode_range, answer)
+
+
+def test_an_error_answer_with_a_code_that_is_not_a_number_is_still_an_etcd_error() -> None:
+    error = decode_error({"error": {"grpc_code": "five", "message": "odd"}}, 500)
+    assert type(error) is EtcdError and "odd" in str(error)
